@@ -1,0 +1,26 @@
+"""Preflight facts about a host, gathered in one round trip."""
+
+from __future__ import annotations
+
+from deploy.commands import Command, sh
+
+_FACTS = r"""
+mkdir -p "$1" || exit 1
+printf 'docker=%s\n' "$(docker version --format '{{.Server.Version}}' 2>&1 | head -n 1)"
+printf 'compose=%s\n' "$(docker compose version --short 2>&1 | head -n 1)"
+printf 'disk_kb=%s\n' "$(df -Pk "$1" | awk 'NR==2 {print $4}')"
+printf 'mem_kb=%s\n' "$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)"
+"""
+
+
+def facts(app_dir: str) -> Command:
+    return sh(_FACTS, app_dir, step="check docker, compose, disk and memory", timeout=30)
+
+
+def parse_facts(lines: list[str]) -> dict[str, str]:
+    facts: dict[str, str] = {}
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if sep:
+            facts[key.strip()] = value.strip()
+    return facts

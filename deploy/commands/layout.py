@@ -1,0 +1,66 @@
+"""Where things live on a target host, derived from the environment's spec.
+
+Relative paths are relative to the deploy user's login directory, which is where
+every command starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deploy.spec import Color, Environment, HostSpec, Spec
+
+
+@dataclass(frozen=True)
+class Layout:
+    app: str
+    app_dir: str
+    compose_file: str
+    upstream_file: str
+    backup_dir: str
+
+    @property
+    def state_dir(self) -> str:
+        return f"{self.app_dir}/.greenlight"
+
+    def project(self, color: Color) -> str:
+        return f"{self.app}-{color}"
+
+
+def layout_for(spec: Spec, env: Environment) -> Layout:
+    return Layout(
+        app=spec.app,
+        app_dir=env.app_dir,
+        compose_file=env.compose_file,
+        upstream_file=env.proxy.upstream_file,
+        backup_dir=env.backup.dir,
+    )
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One colour on one host running one image: what compose and hooks are told."""
+
+    layout: Layout
+    host: HostSpec
+    color: Color
+    port: int
+    image: str
+    version: str
+    deployment: str
+
+    @property
+    def project(self) -> str:
+        return self.layout.project(self.color)
+
+    def env(self) -> dict[str, str]:
+        return {
+            "COMPOSE_PROJECT_NAME": self.project,
+            "COMPOSE_FILE": self.layout.compose_file,
+            "GREENLIGHT_IMAGE": self.image,
+            "GREENLIGHT_PORT": str(self.port),
+            "GREENLIGHT_BIND": self.host.app_address,
+            "GREENLIGHT_COLOR": self.color,
+            "GREENLIGHT_VERSION": self.version,
+            "GREENLIGHT_DEPLOYMENT": self.deployment,
+        }

@@ -1,0 +1,166 @@
+"""What every phase receives: the spec, the environment, the record, a sink, executors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from deploy.commands import Command
+from deploy.commands.layout import Layout, Slot, layout_for
+from deploy.deployment import Deployment, FailureReport, HostProgress
+from deploy.events import Event, EventSink, Kind
+from deploy.executor import Executor, HostError, Result, executor_for
+from deploy.spec import Color, Environment, HostSpec, Spec
+from deploy.state import ColorRecord
+
+T = TypeVar("T")
+
+
+class Refused(Exception):
+    """Refused before anything was changed (exit 2)."""
+
+
+class PhaseFailed(Exception):
+    def __init__(self, report: FailureReport) -> None:
+        super().__init__(report.message)
+        self.report = report
+
+
+class StepFailed(HostError):
+    """A step on a host ran but its result is wrong (empty backup, wrong digest...)."""
+
+    def __init__(self, host: str, step: str, message: str, output: Sequence[str] = ()) -> None:
+        super().__init__(host, f"{step}: {message}")
+        self.step = step
+        self.output = list(output)
+
+
+class Cancelled(Exception):
+    """An operator asked to stop; the deployment unwinds like a failure."""
+
+
+@dataclass
+class Context:
+    spec: Spec
+    env: Environment
+    deployment: Deployment
+    sink: EventSink
+    executors: dict[str, Executor] = field(default_factory=dict)
+    registry_password: str | None = None
+    stream_output: bool = True
+    cancel_requested: Callable[[], Awaitable[bool]] | None = None
+
+    def __post_init__(self) -> None:
+        for host in self.env.hosts:
+            self.executors.setdefault(host.name, executor_for(host, self.env.ssh))
+            self.deployment.hosts.setdefault(host.name, HostProgress(name=host.name))
+
+    @property
+    def layout(self) -> Layout:
+        return layout_for(self.spec, self.env)
+
+    @property
+    def hosts(self) -> list[HostSpec]:
+        return list(self.env.hosts)
+
+    def host(self, name: str) -> HostSpec:
+        return next(h for h in self.env.hosts if h.name == name)
+
+    def progress(self, host: HostSpec) -> HostProgress:
+        return self.deployment.hosts[host.name]
+
+    def target_slot(self, host: HostSpec) -> Slot:
+        color = self.progress(host).target
+        assert color is not None, "preflight chooses the target colour"
+        return self.slot(host, color, self.deployment.image, self.deployment.version)
+
+    def record_slot(self, host: HostSpec, record: ColorRecord) -> Slot:
+        return Slot(
+            self.layout,
+            host,
+            record.color,
+            record.port,
+            record.image,
+            record.version,
+            record.deployment,
+        )
+
+    def slot(self, host: HostSpec, color: Color, image: str, version: str) -> Slot:
+        return Slot(
+            self.layout,
+            host,
+            color,
+            self.env.ports.of(color),
+            image,
+            version,
+            self.deployment.id,
+        )
+
+    async def emit(
+        self,
+        kind: Kind,
+        message: str = "",
+        *,
+        phase: str | None = None,
+        host: str | None = None,
+        **data: Any,
+    ) -> None:
+        await self.sink.emit(
+            Event(
+                kind=kind,
+                deployment=self.deployment.id,
+                message=message,
+                phase=phase,
+                host=host,
+                data=data,
+            )
+        )
+
+    async def run(
+        self,
+        host: HostSpec,
+        cmd: Command,
+        *,
+        phase: str,
+        check: bool = True,
+        quiet: bool = False,
+    ) -> Result:
+        async def forward(line: str) -> None:
+            await self.emit(Kind.output, line, phase=phase, host=host.name)
+
+        stream = self.stream_output and not quiet
+        return await self.executors[host.name].run(
+            cmd, on_line=forward if stream else None, check=check
+        )
+
+    async def check_cancelled(self) -> None:
+        if self.cancel_requested is not None and await self.cancel_requested():
+            raise Cancelled("cancelled by an operator")
+
+    async def each_host(
+        self, work: Callable[[HostSpec], Awaitable[T]], hosts: Sequence[HostSpec] | None = None
+    ) -> list[T]:
+        """Run `work` on every host, at most `parallel` at a time.
+
+        Every host is allowed to finish (a half-run remote command is worse than a
+        slower failure); the first error is then raised, the others become notes.
+        """
+        gate = asyncio.Semaphore(self.env.parallel)
+
+        async def bounded(host: HostSpec) -> T:
+            async with gate:
+                return await work(host)
+
+        chosen = list(self.hosts if hosts is None else hosts)
+        results = await asyncio.gather(*(bounded(h) for h in chosen), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        for extra in errors[1:]:
+            self.deployment.notes.append(f"also failed: {extra}")
+        if errors:
+            raise errors[0]
+        return [r for r in results if not isinstance(r, BaseException)]
+
+    async def close(self) -> None:
+        await asyncio.gather(*(e.close() for e in self.executors.values()))

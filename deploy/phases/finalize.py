@@ -1,0 +1,50 @@
+"""finalize: let the old colour drain, stop it (kept for a fast restart), record the
+release as good, release the lock."""
+
+from __future__ import annotations
+
+import asyncio
+
+from deploy.commands import compose
+from deploy.context import Context
+from deploy.events import Kind
+from deploy.phases.preflight import release_all
+from deploy.phases.record import record_history, record_verdict
+from deploy.phases.stage import record_color
+from deploy.spec import HostSpec
+from deploy.state import now
+
+PHASE = "finalize"
+
+
+async def finalize(ctx: Context) -> None:
+    record = ctx.deployment
+    if record.switched_at is not None:
+        remaining = ctx.env.drain - (now() - record.switched_at).total_seconds()
+        if remaining > 0:
+            await ctx.emit(Kind.step, f"draining the old colour for {remaining:.1f} s", phase=PHASE)
+            await asyncio.sleep(remaining)
+    record.finished_at = now()
+    record.outcome = "live"
+    await ctx.each_host(lambda host: finalize_host(ctx, host))
+    await release_all(ctx)
+
+
+async def finalize_host(ctx: Context, host: HostSpec) -> None:
+    progress = ctx.progress(host)
+    before = progress.live_before
+    if before is not None and before.color != progress.target:
+        slot = ctx.record_slot(host, before)
+        await ctx.run(host, compose.stop(slot), phase=PHASE)
+        await record_color(ctx, host, slot, "stopped", phase=PHASE)
+        if ctx.deployment.kind == "rollback":
+            await record_verdict(
+                ctx,
+                host,
+                before.version,
+                "bad",
+                f"rolled back by {ctx.deployment.who}",
+                phase=PHASE,
+            )
+    await record_verdict(ctx, host, ctx.deployment.version, "good", "", phase=PHASE)
+    await record_history(ctx, host, "live", phase=PHASE)

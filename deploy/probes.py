@@ -1,0 +1,293 @@
+"""HTTP probes: health checks, smoke requests, switch confirmation, stability metrics.
+
+Each check is a pure function over a `Probe` (status, headers, body, latency), so
+what counts as healthy is unit-testable; the async functions only fetch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from deploy.spec import HealthSpec, SmokeRequest, StabilitySpec
+
+USER_AGENT = "greenlight-probe/1"
+
+
+@dataclass(frozen=True)
+class Probe:
+    url: str
+    status: int | None  # None: no HTTP answer at all
+    latency: float
+    version: str | None = None
+    body: str = ""
+    error: str | None = None
+
+    @property
+    def summary(self) -> str:
+        if self.status is None:
+            return f"{self.url}: {self.error or 'no answer'}"
+        return f"{self.url}: HTTP {self.status} in {self.latency * 1000:.0f} ms"
+
+
+class ProbeFailed(Exception):
+    def __init__(self, message: str, probes: Sequence[Probe] = ()) -> None:
+        super().__init__(message)
+        self.probes = list(probes)
+
+
+def client(timeout: float) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
+        follow_redirects=False,
+        headers={"User-Agent": USER_AGENT},
+        limits=httpx.Limits(max_keepalive_connections=20),
+    )
+
+
+async def fetch(
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    version_header: str,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+) -> Probe:
+    started = time.monotonic()
+    try:
+        response = await http.request(method, url, headers=headers)
+    except httpx.HTTPError as exc:
+        return Probe(url, None, time.monotonic() - started, error=_error(exc))
+    return Probe(
+        url,
+        response.status_code,
+        time.monotonic() - started,
+        response.headers.get(version_header),
+        response.text[:4096],
+    )
+
+
+# -- pure checks ------------------------------------------------------------------
+
+
+def health_problem(probe: Probe, spec: HealthSpec) -> str | None:
+    if probe.status != 200:
+        return probe.summary
+    for key, expected in spec.expect_json.items():
+        body = _json(probe.body)
+        if not isinstance(body, dict) or body.get(key) != expected:
+            return f"{probe.url}: body lacks {key}={expected!r}"
+    return None
+
+
+def smoke_problem(probe: Probe, request: SmokeRequest) -> str | None:
+    if probe.status is None:
+        return probe.summary
+    if probe.status >= 500:
+        return f"{request.path}: server error {probe.status}"
+    if probe.status not in request.expect:
+        return f"{request.path}: HTTP {probe.status}, expected {_statuses(request.expect)}"
+    if probe.latency > request.max_latency:
+        return (
+            f"{request.path}: took {probe.latency * 1000:.0f} ms, "
+            f"bound is {request.max_latency * 1000:.0f} ms"
+        )
+    if request.contains is not None and request.contains not in probe.body:
+        return f"{request.path}: body does not contain {request.contains!r}"
+    if request.json_key is not None:
+        body = _json(probe.body)
+        if not isinstance(body, dict) or request.json_key not in body:
+            return f"{request.path}: JSON body has no {request.json_key!r} key"
+    return None
+
+
+def stability_error(probe: Probe) -> bool:
+    return probe.status is None or probe.status >= 500
+
+
+@dataclass
+class IntervalMetrics:
+    requests: int = 0
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+    versions: dict[str, int] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    def add(self, probe: Probe) -> None:
+        self.requests += 1
+        self.latencies.append(probe.latency)
+        if probe.version:
+            self.versions[probe.version] = self.versions.get(probe.version, 0) + 1
+        if stability_error(probe):
+            self.errors += 1
+            self.failures.append(probe.summary)
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "error_rate": round(self.errors / self.requests, 4) if self.requests else 0.0,
+            "p50_ms": _ms(percentile(self.latencies, 50)),
+            "p95_ms": _ms(percentile(self.latencies, 95)),
+            "p99_ms": _ms(percentile(self.latencies, 99)),
+            "versions": dict(self.versions),
+        }
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile; 0.0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def stability_verdict(total: IntervalMetrics, spec: StabilitySpec) -> str | None:
+    """Why the window so far is unstable, or None while within every threshold."""
+    if total.errors > spec.max_errors:
+        return f"{total.errors} errors, more than the {spec.max_errors} allowed"
+    if total.requests and total.errors / total.requests > spec.max_error_rate:
+        return f"error rate {total.errors / total.requests:.1%} is above {spec.max_error_rate:.1%}"
+    p95 = percentile(total.latencies, 95)
+    if len(total.latencies) >= 5 and p95 > spec.max_latency:
+        return f"p95 latency {p95 * 1000:.0f} ms is above {spec.max_latency * 1000:.0f} ms"
+    return None
+
+
+# -- probing loops ----------------------------------------------------------------
+
+
+async def wait_healthy(base: str, spec: HealthSpec, version_header: str) -> list[Probe]:
+    """Poll until `successes` consecutive healthy answers; ProbeFailed at the deadline."""
+    deadline = time.monotonic() + spec.deadline
+    streak: list[Probe] = []
+    last: Probe | None = None
+    async with client(spec.timeout) as http:
+        while True:
+            last = await fetch(http, base + spec.path, version_header=version_header)
+            problem = health_problem(last, spec)
+            streak = [] if problem else [*streak, last]
+            if len(streak) >= spec.successes:
+                return streak
+            if time.monotonic() + spec.interval > deadline:
+                raise ProbeFailed(
+                    f"not healthy within {spec.deadline:g} s: {problem or last.summary}", [last]
+                )
+            await asyncio.sleep(spec.interval)
+
+
+async def smoke(
+    base: str, requests: Sequence[SmokeRequest], version_header: str, timeout: float = 10.0
+) -> list[Probe]:
+    """Every smoke request once; ProbeFailed lists every request that failed."""
+    async with client(timeout) as http:
+        probes = [
+            await fetch(
+                http,
+                base + r.path,
+                version_header=version_header,
+                method=r.method,
+                headers=r.headers,
+            )
+            for r in requests
+        ]
+    found = (smoke_problem(probe, r) for r, probe in zip(requests, probes, strict=True))
+    problems = [p for p in found if p]
+    if problems:
+        raise ProbeFailed("; ".join(problems), probes)
+    return probes
+
+
+async def confirm_version(
+    url: str, version_header: str, version: str, successes: int, timeout: float
+) -> float:
+    """Poll until `successes` answers in a row carry the version; seconds it took."""
+    started = time.monotonic()
+    streak = 0
+    last: Probe | None = None
+    async with client(min(timeout, 2.0)) as http:
+        while True:
+            last = await fetch(http, url, version_header=version_header)
+            streak = streak + 1 if last.version == version and last.status == 200 else 0
+            if streak >= successes:
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                seen = last.version or last.summary
+                raise ProbeFailed(
+                    f"{url} did not confirm {version} within {timeout:g} s (last answer: {seen})",
+                    [last],
+                )
+            await asyncio.sleep(0.02)
+
+
+async def stability_window(
+    urls: Sequence[str],
+    spec: StabilitySpec,
+    version_header: str,
+    on_interval: Callable[[int, dict[str, Any]], Awaitable[None]],
+    should_stop: Callable[[], bool] = lambda: False,
+) -> IntervalMetrics:
+    """Probe every url and path each interval for the window's duration.
+
+    Returns the window's totals, or raises ProbeFailed as soon as a threshold trips,
+    so a broken release is noticed within one interval of its first error.
+    """
+    total = IntervalMetrics()
+    started = time.monotonic()
+    index = 0
+    async with client(spec.timeout) as http:
+        while True:
+            index += 1
+            tick = time.monotonic()
+            interval = IntervalMetrics()
+            probes = await asyncio.gather(
+                *(
+                    fetch(http, url + path, version_header=version_header)
+                    for url in urls
+                    for path in spec.paths
+                )
+            )
+            for probe in probes:
+                interval.add(probe)
+                total.add(probe)
+            figures = interval.figures() | {"elapsed": round(time.monotonic() - started, 2)}
+            await on_interval(index, figures)
+            verdict = stability_verdict(total, spec)
+            if verdict:
+                raise ProbeFailed(f"unstable: {verdict}", [p for p in probes if stability_error(p)])
+            if time.monotonic() - started >= spec.duration or should_stop():
+                return total
+            await asyncio.sleep(max(0.0, spec.interval - (time.monotonic() - tick)))
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _statuses(codes: Sequence[int]) -> str:
+    return " or ".join(str(c) for c in codes)
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def _error(exc: httpx.HTTPError) -> str:
+    kind = type(exc).__name__
+    return {
+        "ConnectError": "connection refused",
+        "ReadTimeout": "timed out",
+        "ConnectTimeout": "connect timed out",
+        "RemoteProtocolError": "connection closed without answer",
+    }.get(kind, kind)

@@ -1,0 +1,350 @@
+"""The deployment spec: `greenlight.yml` loaded into pydantic models.
+
+The file names the app, its image and its environments. Every check (health, smoke,
+stability, hooks) is declared once at the top level; an environment may repeat any
+top-level section to override it for that environment only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+Color = Literal["blue", "green"]
+COLORS: tuple[Color, Color] = ("blue", "green")
+
+_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+_HEADER = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+
+PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
+Port = Annotated[int, Field(ge=1, le=65_535)]
+Argv = Annotated[list[str], Field(min_length=1)]
+
+
+class SpecError(ValueError):
+    """The spec cannot be used; the message names the key and the problem."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HostSpec(_Model):
+    name: Annotated[str, Field(pattern=_NAME)]
+    address: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:-]+$")]
+    port: Port = 22
+    user: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")] = "deploy"
+    app_address: Annotated[str, Field(pattern=r"^[A-Za-z0-9.:-]+$")] = "127.0.0.1"
+    proxy_url: str | None = None
+
+
+class SSHSpec(_Model):
+    key: Path
+    known_hosts: Path
+    connect_timeout: PositiveSeconds = 5.0
+    command_timeout: PositiveSeconds = 600.0
+    keepalive: PositiveSeconds = 5.0
+
+
+class ProxySpec(_Model):
+    upstream_file: str = "nginx/upstream.conf"
+    upstream_template: str = "server {address}:{port};"
+    test: Argv = ["nginx", "-t", "-q"]
+    reload: Argv = ["nginx", "-s", "reload"]
+    confirm_timeout: PositiveSeconds = 5.0
+    confirm_successes: Annotated[int, Field(ge=1, le=100)] = 3
+
+    @field_validator("upstream_template")
+    @classmethod
+    def _placeholders(cls, template: str) -> str:
+        try:
+            template.format(address="127.0.0.1", port=1)
+        except (KeyError, IndexError, ValueError):
+            raise ValueError("may use only the {address} and {port} placeholders") from None
+        if "{address}" not in template or "{port}" not in template:
+            raise ValueError("must contain {address} and {port}")
+        return template
+
+
+class RegistrySpec(_Model):
+    url: str | None = None
+    username: str | None = None
+    timeout: PositiveSeconds = 10.0
+
+
+class HealthSpec(_Model):
+    path: str = "/"
+    interval: PositiveSeconds = 1.0
+    timeout: PositiveSeconds = 2.0
+    deadline: PositiveSeconds = 60.0
+    successes: Annotated[int, Field(ge=1, le=100)] = 3
+    expect_json: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, path: str) -> str:
+        return _url_path(path)
+
+
+class SmokeRequest(_Model):
+    path: str
+    method: Literal["GET", "HEAD", "POST"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    expect: Annotated[list[Annotated[int, Field(ge=100, le=599)]], Field(min_length=1)] = [200]
+    contains: str | None = None
+    json_key: str | None = None
+    max_latency: PositiveSeconds = 5.0
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, path: str) -> str:
+        return _url_path(path)
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if not _HEADER.match(name):
+                raise ValueError(f"invalid header name {name!r}")
+            if "\n" in value or "\r" in value:
+                raise ValueError(f"header {name} contains a line break")
+        return headers
+
+
+class HookSpec(_Model):
+    """A command run on the host, in the app directory, with the colour's compose project."""
+
+    command: Argv
+    timeout: PositiveSeconds = 300.0
+
+
+class DependencyCheck(HookSpec):
+    name: Annotated[str, Field(pattern=_NAME)]
+    timeout: PositiveSeconds = 30.0
+
+
+class HooksSpec(_Model):
+    backup: HookSpec | None = None
+    migrate: HookSpec | None = None
+    static: HookSpec | None = None
+    test: HookSpec | None = None
+
+
+class BackupSpec(_Model):
+    dir: str = "backups"
+    file: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = "dump"
+    retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+
+
+class StabilitySpec(_Model):
+    duration: Annotated[float, Field(ge=0, le=86_400)] = 300.0
+    interval: PositiveSeconds = 10.0
+    timeout: PositiveSeconds = 2.0
+    max_errors: Annotated[int, Field(ge=0)] = 3
+    max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.05
+    max_latency: PositiveSeconds = 1.0
+    paths: Annotated[list[str], Field(min_length=1)] = ["/"]
+
+    @field_validator("paths")
+    @classmethod
+    def _absolute(cls, paths: list[str]) -> list[str]:
+        return [_url_path(p) for p in paths]
+
+
+class ThresholdsSpec(_Model):
+    min_disk_mb: Annotated[int, Field(ge=0)] = 1024
+    min_memory_mb: Annotated[int, Field(ge=0)] = 256
+
+
+class Ports(_Model):
+    blue: Port = 8001
+    green: Port = 8002
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Ports:
+        if self.blue == self.green:
+            raise ValueError("blue and green must use different ports")
+        return self
+
+    def of(self, color: Color) -> int:
+        return self.blue if color == "blue" else self.green
+
+
+class Settings(_Model):
+    """Sections that are set at the top level and may be overridden per environment."""
+
+    app_dir: str = "app"
+    compose_file: str = "compose.yml"
+    service: Annotated[str, Field(pattern=_NAME)] = "web"
+    ports: Ports = Ports()
+    version_header: Annotated[str, Field(pattern=_HEADER.pattern)] = "X-App-Version"
+    proxy: ProxySpec = ProxySpec()
+    health: HealthSpec = HealthSpec()
+    smoke: list[SmokeRequest] = Field(default_factory=list)
+    dependencies: list[DependencyCheck] = Field(default_factory=list)
+    hooks: HooksSpec = HooksSpec()
+    backup: BackupSpec = BackupSpec()
+    stability: StabilitySpec = StabilitySpec()
+    thresholds: ThresholdsSpec = ThresholdsSpec()
+    drain: Annotated[float, Field(ge=0, le=3600)] = 5.0
+    parallel: Annotated[int, Field(ge=1, le=100)] = 10
+    pull_timeout: PositiveSeconds = 600.0
+    boot_timeout: PositiveSeconds = 120.0
+
+
+class Environment(Settings):
+    name: Annotated[str, Field(pattern=_NAME)]
+    hosts: Annotated[list[HostSpec], Field(min_length=1)]
+    ssh: SSHSpec
+    public_url: str
+
+    @model_validator(mode="after")
+    def _unique_hosts(self) -> Environment:
+        names = [h.name for h in self.hosts]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"host names must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+    def proxy_url(self, host: HostSpec) -> str:
+        return host.proxy_url or self.public_url
+
+
+class Spec(_Model):
+    app: Annotated[str, Field(pattern=_NAME)]
+    image: Annotated[str, Field(pattern=r"^[a-z0-9.:-]+(/[a-z0-9._-]+)+$")]
+    registry: RegistrySpec = RegistrySpec()
+    default_environment: str | None = None
+    environments: dict[str, Environment]
+    source: Path | None = None
+
+    @model_validator(mode="after")
+    def _default_env_exists(self) -> Spec:
+        if self.default_environment and self.default_environment not in self.environments:
+            raise ValueError(
+                f"default_environment {self.default_environment!r} is not one of the "
+                f"environments ({', '.join(sorted(self.environments))})"
+            )
+        return self
+
+    def environment(self, name: str | None) -> Environment:
+        """The named environment, or the default one; SpecError names the choices."""
+        choices = ", ".join(sorted(self.environments))
+        if name is None:
+            name = self.default_environment
+            if name is None and len(self.environments) == 1:
+                name = next(iter(self.environments))
+            if name is None:
+                raise SpecError(f"choose an environment with --env ({choices})")
+        if name not in self.environments:
+            raise SpecError(f"unknown environment {name!r} (known: {choices})")
+        return self.environments[name]
+
+    def project(self, color: Color) -> str:
+        return f"{self.app}-{color}"
+
+    @property
+    def registry_host(self) -> str:
+        return self.image.split("/", 1)[0]
+
+    @property
+    def repository(self) -> str:
+        return self.image.split("/", 1)[1]
+
+
+def _url_path(path: str) -> str:
+    if not path.startswith("/") or any(c.isspace() for c in path):
+        raise ValueError(f"must be an absolute URL path, got {path!r}")
+    return path
+
+
+_TOP_LEVEL = {"app", "image", "registry", "default_environment", "environments"}
+_OVERRIDABLE = set(Settings.model_fields)
+
+
+def parse_spec(raw: Any, source: Path | None = None) -> Spec:
+    """Validate a parsed YAML document; errors name the key path and the problem."""
+    if not isinstance(raw, dict):
+        raise SpecError("the spec must be a mapping with app, image and environments")
+    unknown = set(raw) - _TOP_LEVEL - _OVERRIDABLE
+    if unknown:
+        raise SpecError(f"{sorted(unknown)[0]}: unknown key")
+    shared = {k: v for k, v in raw.items() if k in _OVERRIDABLE}
+    try:  # top-level sections first, so their errors name the key where it was written
+        Settings.model_validate(shared)
+    except ValidationError as exc:
+        raise SpecError(_describe(exc)) from None
+    envs = raw.get("environments")
+    if not isinstance(envs, dict) or not envs:
+        raise SpecError("environments: at least one environment is required")
+    merged: dict[str, Any] = {}
+    for name, env in envs.items():
+        if not isinstance(env, dict):
+            raise SpecError(f"environments.{name}: must be a mapping")
+        merged[name] = {**shared, **env, "name": name}
+    document = {k: v for k, v in raw.items() if k in _TOP_LEVEL} | {"environments": merged}
+    if source is not None:
+        document["source"] = source
+    try:
+        spec = Spec.model_validate(document)
+    except ValidationError as exc:
+        raise SpecError(_describe(exc)) from None
+    return _resolve_local_paths(spec, source)
+
+
+def load_spec(path: str | os.PathLike[str] | None = None) -> Spec:
+    """Load the spec from PATH, $GREENLIGHT_CONFIG, or ./greenlight.yml."""
+    chosen = Path(path or os.environ.get("GREENLIGHT_CONFIG") or "greenlight.yml")
+    try:
+        text = chosen.read_text()
+    except OSError as exc:
+        raise SpecError(f"cannot read spec {chosen}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{chosen}: not valid YAML: {exc}") from None
+    return parse_spec(raw, chosen.resolve())
+
+
+def _resolve_local_paths(spec: Spec, source: Path | None) -> Spec:
+    """SSH key paths are local files; relative ones are relative to the spec file."""
+    if source is None:
+        return spec
+    base = source.parent
+    envs = {
+        name: env.model_copy(
+            update={
+                "ssh": env.ssh.model_copy(
+                    update={
+                        "key": base / env.ssh.key,
+                        "known_hosts": base / env.ssh.known_hosts,
+                    }
+                )
+            }
+        )
+        for name, env in spec.environments.items()
+    }
+    return spec.model_copy(update={"environments": envs})
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        problems.append(f"{loc}: {message}" if loc else message)
+    return "; ".join(problems)

@@ -1,0 +1,76 @@
+"""What runs where: each host's live colour, version, digest, lock and history."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from deploy.commands import state as state_commands
+from deploy.commands.layout import layout_for
+from deploy.executor import HostError, executor_for
+from deploy.spec import HostSpec, Spec
+from deploy.state import HistoryEntry, HostState, parse_host_state
+
+
+async def collect_status(spec: Spec, env_name: str | None, history: int = 10) -> dict[str, Any]:
+    env = spec.environment(env_name)
+    layout = layout_for(spec, env)
+
+    async def one(host: HostSpec) -> tuple[dict[str, Any], HostState | None]:
+        executor = executor_for(host, env.ssh)
+        try:
+            result = await executor.run(state_commands.read(layout, history))
+        except HostError as exc:
+            return {"name": host.name, "reachable": False, "error": exc.reason}, None
+        finally:
+            await executor.close()
+        state = parse_host_state(host.name, result.tail)
+        return describe_host(state), state
+
+    results = await asyncio.gather(*(one(h) for h in env.hosts))
+    entries: dict[str, HistoryEntry] = {}
+    for _, state in results:
+        for entry in state.history if state else []:
+            entries.setdefault(entry.deployment, entry)
+    recent = sorted(entries.values(), key=lambda e: e.finished_at, reverse=True)[:history]
+    return {
+        "app": spec.app,
+        "env": env.name,
+        "hosts": [described for described, _ in results],
+        "history": [e.model_dump() for e in recent],
+    }
+
+
+def describe_host(state: HostState) -> dict[str, Any]:
+    live = state.live_record
+    return {
+        "name": state.host,
+        "reachable": True,
+        "epoch": state.epoch,
+        "live": (
+            {"color": live.color, "version": live.version, "digest": live.digest} if live else None
+        ),
+        "colors": {
+            c: r.model_dump(include={"version", "status", "digest"})
+            for c, r in state.colors.items()
+        },
+        "lock": state.lock.describe() if state.lock else None,
+        "bad_versions": sorted(v for v in state.verdicts if state.is_bad(v)),
+        "problems": state.problems,
+    }
+
+
+async def break_locks(spec: Spec, env_name: str | None) -> list[str]:
+    env = spec.environment(env_name)
+    layout = layout_for(spec, env)
+    lines = []
+    for host in env.hosts:
+        executor = executor_for(host, env.ssh)
+        try:
+            result = await executor.run(state_commands.break_lock(layout))
+            lines.append(f"{host.name}: lock removed (was: {result.text.strip()})")
+        except HostError as exc:
+            lines.append(f"{host.name}: {exc.reason}")
+        finally:
+            await executor.close()
+    return lines

@@ -1,0 +1,181 @@
+"""`greenlight deploy | rollback | status | unlock`: the engine in-process, no RQ, no chat.
+
+Exit codes: 0 the new version is live (or the command did what it said); 1 the
+deployment failed and production is on the previous version; 2 refused before
+anything was touched; 3 the final state is unknown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from deploy.events import Event
+    from deploy.spec import Spec
+
+EXIT_REFUSED = 2
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="greenlight", description=__doc__.splitlines()[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--env", help="environment from the spec (default: its default)")
+    common.add_argument(
+        "--config", help="spec file (default: $GREENLIGHT_CONFIG or greenlight.yml)"
+    )
+    common.add_argument("-q", "--quiet", action="store_true", help="hide remote command output")
+    sub = top.add_subparsers(dest="command", required=True)
+    deploy = sub.add_parser("deploy", parents=[common], help="run the whole pipeline")
+    deploy.add_argument("version", help="semver, e.g. v1.0.1")
+    deploy.add_argument("--who", help="who asked (default: $GREENLIGHT_WHO or your login)")
+    rollback = sub.add_parser("rollback", parents=[common], help="go back to the previous version")
+    rollback.add_argument("--to", help="the version to go back to")
+    rollback.add_argument("--who", help="who asked")
+    status = sub.add_parser("status", parents=[common], help="what runs where")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    unlock = sub.add_parser("unlock", parents=[common], help="break a stale deploy lock")
+    unlock.add_argument("--yes", action="store_true", help="really break it")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from deploy.settings import EngineSettings
+    from deploy.spec import SpecError, load_spec
+
+    settings = EngineSettings()
+    try:
+        spec = load_spec(args.config)
+    except SpecError as exc:
+        print(f"greenlight: invalid spec: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    try:
+        if args.command == "status":
+            return asyncio.run(_status(spec, args.env, args.json))
+        if args.command == "unlock":
+            return asyncio.run(_unlock(spec, args.env, args.yes))
+        return asyncio.run(_run(spec, args, settings))
+    except SpecError as exc:
+        print(f"greenlight: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        print("greenlight: interrupted; run `greenlight status` to see the state", file=sys.stderr)
+        return 3
+
+
+async def _run(spec: Spec, args: argparse.Namespace, settings: Any) -> int:
+    from deploy.events import RedactingSink, Redactor
+    from deploy.pipeline import deploy, rollback
+
+    sink = RedactingSink(Printer(quiet=args.quiet), Redactor(settings.secrets()))
+    who = args.who or settings.operator()
+    password = settings.registry_password.get_secret_value() if settings.registry_password else None
+    if args.command == "deploy":
+        record = await deploy(spec, args.env, args.version, who, sink, registry_password=password)
+    else:
+        record = await rollback(spec, args.env, who, sink, to=args.to, registry_password=password)
+    return record.exit_code
+
+
+class Printer:
+    """One line per event, as it happens."""
+
+    def __init__(self, out: TextIO = sys.stdout, quiet: bool = False) -> None:
+        self.out = out
+        self.quiet = quiet
+
+    async def emit(self, event: Event) -> None:
+        from deploy.events import Kind
+
+        if event.kind == Kind.output and self.quiet:
+            return
+        stamp = datetime.fromtimestamp(event.at).strftime("%H:%M:%S")
+        where = f"{event.phase or '':<9} {event.host or '':<4}"
+        mark = {
+            Kind.phase_started: "▶",
+            Kind.phase_finished: "✔",
+            Kind.phase_failed: "✘",
+            Kind.rollback_started: "↩",
+            Kind.rollback_finished: "↩",
+            Kind.warning: "!",
+            Kind.output: "│",
+            Kind.metrics: "≈",
+        }.get(event.kind, "·")
+        text = event.message
+        if event.kind == Kind.phase_finished:
+            text = f"{event.phase} done in {event.data.get('seconds', 0):.2f} s"
+        print(f"{stamp} {where} {mark} {text}", file=self.out, flush=True)
+        if event.kind == Kind.deploy_finished:
+            self._final(event)
+
+    def _final(self, event: Event) -> None:
+        from deploy.deployment import FailureReport
+
+        failure = event.data.get("failure")
+        if failure and event.data.get("outcome") != "refused":
+            for line in FailureReport.model_validate(failure).lines():
+                print(f"    {line}", file=self.out)
+        for note in event.data.get("notes") or []:
+            print(f"    note: {note}", file=self.out)
+        phases = event.data.get("phases") or {}
+        if phases:
+            timing = ", ".join(f"{k} {v:.1f}s" for k, v in phases.items())
+            print(f"    phases: {timing}", file=self.out)
+        print(f"    exit {event.data.get('exit_code')}", file=self.out, flush=True)
+
+
+async def _status(spec: Spec, env_name: str | None, as_json: bool) -> int:
+    from deploy.status import collect_status
+
+    report = await collect_status(spec, env_name)
+    if as_json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        for line in render_status(report):
+            print(line)
+    return 0 if all(h.get("reachable") for h in report["hosts"]) else 3
+
+
+def render_status(report: dict[str, Any]) -> list[str]:
+    lines = [f"{report['app']} / {report['env']}"]
+    for host in report["hosts"]:
+        if not host.get("reachable"):
+            lines.append(f"  {host['name']}: UNREACHABLE ({host.get('error')})")
+            continue
+        live = host.get("live")
+        what = (
+            f"{live['version']} on {live['color']} ({live['digest'][:19]})"
+            if live
+            else "nothing live"
+        )
+        lines.append(f"  {host['name']}: {what}, epoch {host['epoch']}")
+        for color, record in sorted(host["colors"].items()):
+            lines.append(f"      {color}: {record['version']} {record['status']}")
+        if host.get("lock"):
+            lines.append(f"      LOCKED: {host['lock']}")
+        for problem in host.get("problems", []):
+            lines.append(f"      problem: {problem}")
+    if report["history"]:
+        lines.append("  last deployments:")
+        for entry in report["history"]:
+            lines.append(
+                f"    {entry['finished_at']:%Y-%m-%d %H:%M:%S}  {entry['deployment']:<45} "
+                f"{entry['kind']:<8} {entry['result']:<12} by {entry['who']}"
+            )
+    return lines
+
+
+async def _unlock(spec: Spec, env_name: str | None, yes: bool) -> int:
+    from deploy.status import break_locks
+
+    if not yes:
+        print("greenlight: breaking a lock can let two deployments collide; add --yes")
+        return EXIT_REFUSED
+    for line in await break_locks(spec, env_name):
+        print(line)
+    return 0

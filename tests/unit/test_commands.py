@@ -1,0 +1,128 @@
+"""Command builders are data: argv lists, quoted once, wrapped in a timeout."""
+
+import asyncio
+import shlex
+
+import pytest
+
+from deploy.commands import Command, command, compose, display, docker, proxy, render
+from deploy.commands.layout import Layout, Slot
+from deploy.executor import LocalExecutor
+from deploy.spec import HookSpec, HostSpec, ProxySpec
+
+LAYOUT = Layout("shop", "srv/shop", "compose.yml", "nginx/upstream.conf", "backups")
+HOST = HostSpec(name="web1", address="10.0.0.5", app_address="127.0.0.1")
+SLOT = Slot(LAYOUT, HOST, "green", 8002, "reg/acme/shop@sha256:" + "a" * 64, "v1.0.1", "prod-x")
+
+
+def test_compose_up_runs_in_the_app_dir_with_the_colour_project() -> None:
+    cmd = compose.up(SLOT, wait_timeout=90)
+    assert cmd.argv[:4] == ("docker", "compose", "up", "--detach")
+    assert "--wait" in cmd.argv and "--pull" in cmd.argv
+    assert cmd.argv[cmd.argv.index("--wait-timeout") + 1] == "90"
+    assert cmd.cwd == "srv/shop"
+    assert cmd.env["COMPOSE_PROJECT_NAME"] == "shop-green"
+    assert cmd.env["GREENLIGHT_IMAGE"].endswith("@sha256:" + "a" * 64)
+    assert cmd.env["GREENLIGHT_PORT"] == "8002"
+    assert cmd.timeout > 90
+
+
+def test_stop_keeps_containers_and_down_removes_them() -> None:
+    assert compose.stop(SLOT).argv[2] == "stop"
+    assert compose.down(SLOT).argv[2:] == ("down", "--remove-orphans")
+
+
+def test_hook_is_the_users_argv_with_the_colour_environment() -> None:
+    hook = HookSpec(command=["docker", "compose", "exec", "-T", "web", "migrate"], timeout=50)
+    cmd = compose.hook(SLOT, "migrate", hook)
+    assert cmd.argv == tuple(hook.command)
+    assert cmd.env["COMPOSE_PROJECT_NAME"] == "shop-green"
+    assert cmd.timeout == 50
+
+
+def test_pull_is_by_digest() -> None:
+    assert docker.pull(SLOT.image, 300).argv == ("docker", "pull", "--quiet", SLOT.image)
+
+
+def test_render_quotes_every_word_and_wraps_in_timeout() -> None:
+    cmd = command(
+        "echo", "a b", "$(id)", step="x", timeout=7, cwd="dir with space", env={"K": "v;w"}
+    )
+    line = render(cmd)
+    assert line.startswith("cd 'dir with space' && exec timeout -k 5 7 env 'K=v;w' echo")
+    assert shlex.split(line.split("&& ", 1)[1])[-2:] == ["a b", "$(id)"]
+
+
+HOSTILE_WORDS = [
+    "$(touch pwned)",
+    "`touch pwned`",
+    "a;touch pwned",
+    "'",
+    '"',
+    "\\",
+    "*",
+    "\n",
+    "a b",
+    "${HOME}",
+    "|touch pwned",
+    "&& touch pwned",
+    "-rf",
+    "~",
+]
+
+
+@pytest.mark.parametrize("word", HOSTILE_WORDS, ids=ascii)
+async def test_hostile_words_reach_the_program_verbatim(word: str, tmp_path) -> None:
+    """Run through a real shell: the word arrives as one argument, nothing is executed."""
+    cmd = command("printf", "[%s]", word, step="echo", cwd=str(tmp_path))
+    result = await LocalExecutor().run(cmd)
+    assert "\n".join(result.tail) == f"[{word}]"
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_env_names_and_nul_bytes_are_refused() -> None:
+    with pytest.raises(ValueError, match="invalid environment variable name"):
+        command("true", step="x", env={"A;B": "1"})
+    with pytest.raises(ValueError, match="NUL"):
+        command("echo", "a\x00b", step="x")
+    with pytest.raises(ValueError):
+        Command((), step="x")
+
+
+def test_upstream_text_round_trips_through_the_marker() -> None:
+    text = proxy.upstream_text(
+        "server {address}:{port};",
+        color="green",
+        address="127.0.0.2",
+        port=8002,
+        version="v1.0.1",
+        deployment="production-v1.0.1-20260101_000000",
+        epoch=7,
+    )
+    assert text.splitlines()[1] == "server 127.0.0.2:8002;"
+    live = proxy.parse_live(text)
+    assert live is not None
+    assert (live.color, live.version, live.epoch) == ("green", "v1.0.1", 7)
+    assert proxy.parse_live("server 127.0.0.1:9 down;\n") is None
+
+
+def test_proxy_commands_are_the_specs_argv() -> None:
+    spec = ProxySpec(test=["nginx", "-t", "-p", "p"], reload=["nginx", "-s", "reload"])
+    assert proxy.test_config(spec).argv == ("nginx", "-t", "-p", "p")
+    assert proxy.reload(spec).argv == ("nginx", "-s", "reload")
+
+
+def test_display_hides_scripts_but_shows_arguments() -> None:
+    cmd = proxy.write_upstream(LAYOUT, "x", 3)
+    assert (
+        display(cmd)
+        == "sh -c <write proxy upstream script> srv/shop/.greenlight nginx/upstream.conf 3"
+    )
+
+
+async def test_timeout_kills_a_command_that_overruns() -> None:
+    cmd = command("sleep", "30", step="sleep", timeout=0.5)
+    started = asyncio.get_running_loop().time()
+    result = await LocalExecutor().run(cmd, check=False)
+    assert result.exit_status == 124
+    assert asyncio.get_running_loop().time() - started < 5

@@ -1,0 +1,133 @@
+"""The spec fails at load with a message that names the key and the problem."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deploy.spec import SpecError, load_spec, parse_spec
+
+
+def minimal(**extra: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "app": "shop",
+        "image": "registry.example.com/acme/shop",
+        "environments": {
+            "production": {
+                "public_url": "https://shop.example.com",
+                "ssh": {"key": "keys/id", "known_hosts": "keys/known_hosts"},
+                "hosts": [{"name": "web1", "address": "10.0.0.5"}],
+            }
+        },
+    }
+    doc.update(extra)
+    return doc
+
+
+def error_of(doc: dict[str, Any]) -> str:
+    with pytest.raises(SpecError) as err:
+        parse_spec(doc)
+    return str(err.value)
+
+
+def test_minimal_spec_gets_sensible_defaults() -> None:
+    spec = parse_spec(minimal())
+    env = spec.environment(None)
+    assert env.name == "production"
+    assert env.hosts[0].port == 22
+    assert env.ports.blue != env.ports.green
+    assert spec.project("green") == "shop-green"
+    assert spec.repository == "acme/shop"
+
+
+def test_environment_overrides_a_top_level_section() -> None:
+    doc = minimal(stability={"duration": 300, "interval": 10})
+    doc["environments"]["staging"] = {
+        **doc["environments"]["production"],
+        "stability": {"duration": 30, "interval": 1},
+    }
+    spec = parse_spec(doc)
+    assert spec.environment("production").stability.duration == 300
+    assert spec.environment("staging").stability.duration == 30
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda d: d.pop("app"), "app: Field required"),
+        (lambda d: d.update(app="Shop App"), "app: String should match"),
+        (lambda d: d.update(colour="blue"), "colour: unknown key"),
+        (
+            lambda d: d["environments"]["production"]["hosts"][0].update(port=70000),
+            "environments.production.hosts.0.port: Input should be less than or equal to 65535",
+        ),
+        (
+            lambda d: d["environments"]["production"]["hosts"].append(
+                {"name": "web1", "address": "10.0.0.6"}
+            ),
+            "host names must be unique, repeated: web1",
+        ),
+        (lambda d: d.update(ports={"blue": 8000, "green": 8000}), "different ports"),
+        (
+            lambda d: d.update(smoke=[{"path": "health"}]),
+            "smoke.0.path: must be an absolute URL path",
+        ),
+        (
+            lambda d: d.update(smoke=[{"path": "/", "headers": {"Bad Header": "x"}}]),
+            "invalid header name",
+        ),
+        (
+            lambda d: d.update(proxy={"upstream_template": "server {host}:{port};"}),
+            "proxy.upstream_template: may use only",
+        ),
+        (lambda d: d.update(stability={"max_error_rate": 2}), "max_error_rate"),
+        (lambda d: d.update(environments={}), "environments: at least one"),
+        (lambda d: d.update(default_environment="prod"), "default_environment 'prod' is not"),
+        (
+            lambda d: d["environments"]["production"].pop("ssh"),
+            "environments.production.ssh: Field required",
+        ),
+        (
+            lambda d: d["environments"]["production"]["hosts"][0].update(address="a b"),
+            "hosts.0.address",
+        ),
+        (lambda d: d.update(hooks={"migrate": {"command": []}}), "hooks.migrate.command"),
+    ],
+)
+def test_invalid_specs_name_the_key(mutate: Any, expected: str) -> None:
+    doc = minimal()
+    mutate(doc)
+    assert expected in error_of(doc)
+
+
+def test_unknown_environment_lists_the_known_ones() -> None:
+    spec = parse_spec(minimal())
+    with pytest.raises(SpecError, match=r"unknown environment 'prod' \(known: production\)"):
+        spec.environment("prod")
+
+
+def test_ssh_paths_are_relative_to_the_spec_file(tmp_path: Path) -> None:
+    path = tmp_path / "conf" / "greenlight.yml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(minimal()))
+    env = load_spec(path).environment("production")
+    assert env.ssh.key == tmp_path / "conf" / "keys" / "id"
+
+
+def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="cannot read spec"):
+        load_spec(tmp_path / "missing.yml")
+    broken = tmp_path / "broken.yml"
+    broken.write_text("app: [unclosed")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(broken)
+
+
+def test_config_comes_from_the_environment_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "other.yml"
+    path.write_text(yaml.safe_dump(minimal(app="other")))
+    monkeypatch.setenv("GREENLIGHT_CONFIG", str(path))
+    assert load_spec().app == "other"
