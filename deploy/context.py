@@ -12,6 +12,7 @@ from deploy.commands.layout import Layout, Slot, layout_for
 from deploy.deployment import Deployment, FailureReport, HostProgress
 from deploy.events import Event, EventSink, Kind
 from deploy.executor import Executor, HostError, Result, executor_for
+from deploy.probes import ProbeFailed
 from deploy.spec import Color, Environment, HostSpec, Spec
 from deploy.state import ColorRecord
 
@@ -151,7 +152,11 @@ class Context:
 
         async def bounded(host: HostSpec) -> T:
             async with gate:
-                return await work(host)
+                try:
+                    return await work(host)
+                except ProbeFailed as exc:
+                    exc.host = exc.host or host.name
+                    raise
 
         chosen = list(self.hosts if hosts is None else hosts)
         results = await asyncio.gather(*(bounded(h) for h in chosen), return_exceptions=True)

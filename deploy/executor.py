@@ -87,7 +87,9 @@ class _Output:
         self.on_line = on_line
 
     async def feed(self, raw: str) -> None:
-        line = raw.rstrip("\r\n")[:MAX_LINE]
+        line = raw.rstrip()[:MAX_LINE]
+        if not line:
+            return
         self.tail.append(line)
         if self.on_line is not None:
             await self.on_line(line)

@@ -91,6 +91,7 @@ async def failure_report(ctx: Context, phase: str, exc: Exception) -> FailureRep
         report.step = exc.step
         report.output = exc.output
     elif isinstance(exc, probes.ProbeFailed):
+        report.host = exc.host
         report.output = [p.summary for p in exc.probes]
     elif not isinstance(exc, (HostError, RegistryError, Cancelled)):
         report.message = f"unexpected {type(exc).__name__}: {exc}"

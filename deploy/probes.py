@@ -41,6 +41,7 @@ class ProbeFailed(Exception):
     def __init__(self, message: str, probes: Sequence[Probe] = ()) -> None:
         super().__init__(message)
         self.probes = list(probes)
+        self.host: str | None = None  # set by the fan-out that probed on a host's behalf
 
 
 def client(timeout: float) -> httpx.AsyncClient:
