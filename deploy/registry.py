@@ -47,8 +47,10 @@ async def resolve_digest(spec: Spec, tag: str, password: str | None = None) -> s
     auth = (spec.registry.username, password) if spec.registry.username and password else None
     headers = {"Accept": MANIFEST_TYPES}
     try:
-        async with httpx.AsyncClient(timeout=spec.registry.timeout, auth=auth) as client:
-            response = await client.head(url, headers=headers)
+        async with httpx.AsyncClient(timeout=spec.registry.timeout) as client:
+            response = await client.head(
+                url, headers=headers, auth=auth or httpx.USE_CLIENT_DEFAULT
+            )
             if response.status_code == 401:
                 token = await _bearer_token(client, response, auth)
                 if token:

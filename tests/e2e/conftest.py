@@ -15,14 +15,15 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 import testbed
+from testbed import specs
 from testbed.load import Load, LoadResult
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,10 +45,7 @@ class Run:
 class Bed:
     info: dict[str, Any]
     tmp: Path
-    base: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.base = yaml.safe_load(Path(self.info["spec"]).read_text())
+    base: dict[str, Any] = field(default_factory=specs.base)
 
     @property
     def hosts(self) -> list[dict[str, Any]]:
@@ -61,25 +59,7 @@ class Bed:
 
     def spec(self, hosts: tuple[str, ...] = ("h1",), name: str = "spec", **overrides: Any) -> Path:
         """A spec for a subset of the bed's hosts, with top-level sections overridden."""
-        doc = json.loads(json.dumps(self.base))
-        env = doc["environments"]["production"]
-        env["hosts"] = [self.host(h) for h in hosts]
-        env["ssh"] = {
-            "key": self.info["ssh"]["key"],
-            "known_hosts": self.info["ssh"]["known_hosts"],
-        }
-        everyone = len(hosts) == len(self.hosts)
-        env["public_url"] = (
-            self.info["public_url"] if everyone else self.host(hosts[0])["proxy_url"]
-        )
-        for key, value in overrides.items():
-            if isinstance(value, dict) and isinstance(doc.get(key), dict):
-                doc[key] = {**doc[key], **value}
-            else:
-                doc[key] = value
-        path = self.tmp / f"{name}.yml"
-        path.write_text(yaml.safe_dump(doc))
-        return path
+        return specs.variant(hosts, self.tmp / f"{name}.yml", **overrides)
 
     def greenlight(self, *args: str, config: Path, timeout: float = 300) -> Run:
         done = subprocess.run(
@@ -102,14 +82,16 @@ class Bed:
     def live(self, config: Path) -> dict[str, str | None]:
         return {h["name"]: (h["live"] or {}).get("version") for h in self.status(config)["hosts"]}
 
-    def load(self, *hosts: str, clients: int = 16) -> Load:
-        url = self.host(hosts[0])["proxy_url"] if hosts else self.info["public_url"]
-        return Load(
-            url.rstrip("/") + "/",
-            self.tmp / f"load-{time.monotonic_ns()}.csv",
-            clients=clients,
-            duration=240,
-        )
+    def load(self, host: str, clients: int = 16) -> Load:
+        """Continuous traffic through one host's proxy, in a separate process."""
+        url = self.host(host)["proxy_url"].rstrip("/") + "/"
+        out = self.tmp / f"load-{host}-{time.monotonic_ns()}.csv"
+        return Load(url, out, clients=clients, duration=240)
+
+    def loads(self, stack: ExitStack, hosts: tuple[str, ...]) -> list[Load]:
+        """Traffic through every host's proxy at once, 16 clients in all."""
+        share = max(4, 16 // len(hosts))
+        return [stack.enter_context(self.load(h, clients=share)) for h in hosts]
 
 
 def cli_env() -> dict[str, str]:

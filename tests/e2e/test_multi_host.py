@@ -16,7 +16,7 @@ def test_two_hosts_switch_together(bed: Bed) -> None:
     spec = bed.spec(hosts=("h1", "h2"), **FAST)
     assert bed.greenlight("deploy", "v1.0.0", config=spec).code == 0
     with ExitStack() as stack:
-        loads = [stack.enter_context(bed.load(h, clients=8)) for h in ("h1", "h2")]
+        loads = bed.loads(stack, ("h1", "h2"))
         run = bed.greenlight("deploy", "v1.0.1", config=spec)
         results = [load.stop() for load in loads]
     assert run.code == 0, run.output
@@ -35,14 +35,16 @@ def test_three_hosts_one_failing_verify_means_none_switches(bed: Bed) -> None:
     spec = bed.spec(hosts=("h1", "h2", "h3"), **FAST)
     assert bed.greenlight("deploy", "v1.0.0", config=spec).code == 0
     host_fault(bed, "h2", "health500")
-    with bed.load() as load:  # the public load balancer over all three hosts
+    with ExitStack() as stack:
+        loads = bed.loads(stack, ("h1", "h2", "h3"))
         run = bed.greenlight("deploy", "v1.0.1", config=spec)
-    result = load.stop()
+        results = [load.stop() for load in loads]
     assert run.code == 1, run.output
     assert run.has(r"(stage|verify) failed on h2")
     assert not run.has(r"▶ switch")
-    assert_served(result)
-    assert result.versions["v1.0.1"] == 0
+    for result in results:
+        assert_served(result)
+        assert result.versions["v1.0.1"] == 0
     assert bed.live(spec) == {"h1": "v1.0.0", "h2": "v1.0.0", "h3": "v1.0.0"}
     # The idle colour was torn down everywhere, not only on the failing host.
     for host in bed.status(spec)["hosts"]:
@@ -59,14 +61,21 @@ def test_three_hosts_one_failing_after_the_switch_rolls_all_back(bed: Bed) -> No
         stability={"duration": 10, "interval": 1},
         drain=0.5,
     )
-    with bed.load() as load:
+    with ExitStack() as stack:
+        loads = bed.loads(stack, ("h1", "h2", "h3"))
         run = bed.greenlight("deploy", "v1.0.1", config=window)
-    result = load.stop()
+        h1, h2, h3 = (load.stop() for load in loads)
     assert run.code == 1, run.output
     assert run.has(r"monitor failed: unstable")
     assert run.has(r"rolling back h1, h2, h3 to v1.0.0")
     assert bed.live(spec) == {"h1": "v1.0.0", "h2": "v1.0.0", "h3": "v1.0.0"}
-    # Only h3's broken release answered with errors; nothing failed otherwise.
-    assert_served(result, broken="v1.0.1")
-    back = result.first("v1.0.0", after=max(s.end for s in result.failures))
-    assert back is not None
+    # h1 and h2 served v1.0.1 without a single failure and were rolled back with h3;
+    # only h3's broken release answered with errors.
+    for healthy in (h1, h2):
+        assert_served(healthy)
+        assert healthy.versions["v1.0.1"] > 0
+    assert_served(h3, broken="v1.0.1")
+    assert h3.failures
+    for result in (h1, h2, h3):
+        last = result.samples[-1]
+        assert last.version == "v1.0.0", result.describe()

@@ -145,3 +145,23 @@ def test_rollback_with_nothing_to_return_to_is_refused(bed: Bed) -> None:
     assert bed.greenlight("deploy", "v1.0.0", config=spec).code == 0
     only = bed.greenlight("rollback", config=spec)
     assert only.code == 2 and only.has(r"no previous version is kept beside v1.0.0")
+
+
+def test_a_switch_that_does_not_take_effect_is_switched_back(bed: Bed) -> None:
+    spec = bed.spec(**FAST)
+    assert bed.greenlight("deploy", "v1.0.0", config=spec).code == 0
+    # A reload command that does nothing: the proxy keeps serving v1.0.0, so the
+    # confirmation through the proxy must fail and the upstream must be put back.
+    inert = bed.spec(name="inert", proxy={"reload": ["true"], "confirm_timeout": 2}, **FAST)
+    with bed.load("h1") as load:
+        run = bed.greenlight("deploy", "v1.0.1", config=inert)
+    result = load.stop()
+    assert run.code == 1, run.output
+    assert run.has(r"switch failed on h1: .*did not confirm v1.0.1 within 2 s")
+    assert run.has(r"traffic is back on v1.0.0")
+    assert_served(result)
+    assert result.versions["v1.0.1"] == 0
+    host = bed.status(spec)["hosts"][0]
+    assert host["live"]["version"] == "v1.0.0"
+    assert host["bad_versions"] == []  # the proxy failed, not the release
+    assert bed.greenlight("deploy", "v1.0.1", config=spec).code == 0

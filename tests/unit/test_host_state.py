@@ -199,3 +199,25 @@ def test_hosts_that_disagree_are_refused() -> None:
             ],
             None,
         )
+
+
+async def test_backups_past_retention_are_pruned(tmp_path: Path) -> None:
+    from deploy.commands import backup
+
+    root = tmp_path / "backups"
+    for name, age_days in [
+        ("pre-deploy-v1.0.0-old", 31),
+        ("pre-deploy-v1.0.1-new", 29),
+        ("unrelated-dir", 90),
+    ]:
+        (root / name).mkdir(parents=True)
+        await run(command_touch(root / name, age_days))
+    result = await run(backup.prune(str(tmp_path), "backups", retention_days=30))
+    assert result.tail == ["backups/pre-deploy-v1.0.0-old"]
+    assert sorted(p.name for p in root.iterdir()) == ["pre-deploy-v1.0.1-new", "unrelated-dir"]
+
+
+def command_touch(path: Path, age_days: int):
+    from deploy.commands import command
+
+    return command("touch", "-d", f"{age_days} days ago", str(path), step="age")

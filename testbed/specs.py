@@ -1,0 +1,48 @@
+"""Spec variants of the generated `.testbed/greenlight.yml`, for tests and benchmarks.
+
+Needs PyYAML (the project's venv has it), unlike the rest of `testbed`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from . import paths
+
+
+def base() -> dict[str, Any]:
+    import yaml
+
+    return dict(yaml.safe_load(paths.spec_file().read_text()))
+
+
+def variant(hosts: tuple[str, ...], out: Path, **overrides: Any) -> Path:
+    """A spec for some of the bed's hosts, with top-level sections merged with `overrides`.
+
+    The public URL is the load balancer only when every host of the bed is in the
+    environment; otherwise the first host's own proxy stands in for it (the balancer
+    would send part of the traffic to hosts that run nothing).
+    """
+    import yaml
+
+    doc = json.loads(json.dumps(base()))
+    env = doc["environments"]["production"]
+    everyone = {h["name"]: h for h in env["hosts"]}
+    env["hosts"] = [everyone[name] for name in hosts]
+    env["ssh"] = {"key": str(paths.client_key()), "known_hosts": str(paths.known_hosts())}
+    if len(hosts) != len(everyone):
+        env["public_url"] = env["hosts"][0]["proxy_url"]
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(doc.get(key), dict):
+            doc[key] = {**doc[key], **value}
+        else:
+            doc[key] = value
+    out.write_text(yaml.safe_dump(doc))
+    return out
+
+
+def proxy_url(name: str) -> str:
+    host = next(h for h in base()["environments"]["production"]["hosts"] if h["name"] == name)
+    return str(host["proxy_url"])
