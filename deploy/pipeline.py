@@ -21,7 +21,7 @@ from deploy.executor import CommandFailed, HostError, HostUnreachable
 from deploy.phases.backup import backup
 from deploy.phases.finalize import finalize
 from deploy.phases.monitor import monitor
-from deploy.phases.preflight import preflight, release_all
+from deploy.phases.preflight import preflight, release_all, take_locks
 from deploy.phases.prepare import new_deployment, prepare
 from deploy.phases.record import record_history, record_verdict
 from deploy.phases.rollback import ensure_running, rollback_switched, teardown_host
@@ -291,7 +291,7 @@ async def _restore(ctx: Context) -> None:
 
 
 ROLLBACK_PHASES: list[tuple[str, Phase]] = [
-    ("preflight", preflight),
+    ("preflight", take_locks),
     ("restore", _restore),
     ("switch", switch),
     ("finalize", finalize),

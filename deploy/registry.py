@@ -11,6 +11,7 @@ import re
 
 import httpx
 
+from deploy.probes import tls
 from deploy.spec import Spec
 
 MANIFEST_TYPES = ", ".join(
@@ -47,7 +48,7 @@ async def resolve_digest(spec: Spec, tag: str, password: str | None = None) -> s
     auth = (spec.registry.username, password) if spec.registry.username and password else None
     headers = {"Accept": MANIFEST_TYPES}
     try:
-        async with httpx.AsyncClient(timeout=spec.registry.timeout) as client:
+        async with httpx.AsyncClient(timeout=spec.registry.timeout, verify=tls()) as client:
             response = await client.head(
                 url, headers=headers, auth=auth or httpx.USE_CLIENT_DEFAULT
             )

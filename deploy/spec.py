@@ -65,6 +65,9 @@ class ProxySpec(_Model):
     reload: Argv = ["nginx", "-s", "reload"]
     confirm_timeout: PositiveSeconds = 5.0
     confirm_successes: Annotated[int, Field(ge=1, le=100)] = 3
+    # How long every new connection must see the new version before the switch counts:
+    # nginx's old workers keep accepting for about 100 ms after a reload.
+    confirm_settle: Annotated[float, Field(ge=0, le=60)] = 0.3
 
     @field_validator("upstream_template")
     @classmethod
@@ -90,6 +93,9 @@ class HealthSpec(_Model):
     timeout: PositiveSeconds = 2.0
     deadline: PositiveSeconds = 60.0
     successes: Annotated[int, Field(ge=1, le=100)] = 3
+    # Unhealthy answers in a row that fail the check at once (refusals only count
+    # against the deadline: the app may still be starting).
+    failures: Annotated[int, Field(ge=1, le=100)] = 3
     expect_json: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("path")

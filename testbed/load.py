@@ -8,9 +8,10 @@ engine it measures:
 Each client sends GET requests back to back (with an optional pause) over a
 keep-alive connection until the duration or the request budget is used up, or the
 process gets SIGTERM. Every request is written as `start,end,status,version,error`.
-Like curl and browsers, a request that went out on a reused connection which the
-server had already closed is retried once on a fresh connection (RFC 9112 §9.3.1);
-those retries are counted separately and never hide an answer the server gave.
+Like curl and browsers, a request that went out on a kept-alive connection which the
+server closed before answering is retried once on a fresh connection (RFC 9112
+§9.3.1); those retries are counted separately and never hide an answer the server
+gave, nor a failure on a fresh connection.
 
 Requires httpx (installed in the project's venv), unlike the rest of `testbed`.
 """
@@ -104,6 +105,7 @@ async def client(
     async with httpx.AsyncClient(
         timeout=httpx.Timeout(5.0, connect=2.0), limits=httpx.Limits(max_connections=1)
     ) as http:
+        reused = False  # does the next request go out on a kept-alive connection?
         while not stop.is_set() and time.time() < deadline and budget[0] > 0:
             budget[0] -= 1
             start = time.time()
@@ -115,15 +117,20 @@ async def client(
                     version = response.headers.get(VERSION_HEADER, "")
                     error = ""
                     break
-                except httpx.RemoteProtocolError as exc:
-                    error = "closed without answer"
-                    if attempt == 1 and "without sending a response" in str(exc):
+                except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                    # The server closed a kept-alive connection as the request went out
+                    # (a graceful reload closes idle ones): no answer was given, so the
+                    # request is retried once on a new connection, as curl and browsers do.
+                    error = type(exc).__name__
+                    if attempt == 1 and reused:
                         retried[0] += 1
+                        reused = False
                         continue
                     break
                 except httpx.HTTPError as exc:
                     error = type(exc).__name__
                     break
+            reused = status != 0
             out.append(Sample(start, time.time(), status, version, error))
             if pause:
                 await asyncio.sleep(pause)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from deploy.commands import Command, command
 from deploy.commands.layout import Slot
 from deploy.spec import HookSpec
@@ -38,6 +40,21 @@ def up(slot: Slot, wait_timeout: float) -> Command:
     )
 
 
+def start(slot: Slot, timeout: float) -> Command:
+    """Start (or create) the colour without waiting: the caller probes its health itself,
+    faster than compose's healthcheck interval allows."""
+    return _compose(
+        slot,
+        "up",
+        "--detach",
+        "--pull",
+        "never",
+        "--no-build",
+        step=f"start {slot.color} ({slot.version})",
+        timeout=timeout,
+    )
+
+
 def stop(slot: Slot, timeout: float = 60) -> Command:
     """Stop, not remove: a stopped colour can be started again in seconds."""
     return _compose(slot, "stop", step=f"stop {slot.color} ({slot.version})", timeout=timeout)
@@ -52,10 +69,6 @@ def down(slot: Slot, timeout: float = 60) -> Command:
         step=f"tear down {slot.color} ({slot.version})",
         timeout=timeout,
     )
-
-
-def container_id(slot: Slot, service: str) -> Command:
-    return _compose(slot, "ps", "--quiet", service, step=f"find {service} container", timeout=30)
 
 
 def status(slot: Slot) -> Command:
@@ -84,3 +97,16 @@ def hook(slot: Slot, name: str, spec: HookSpec, extra_env: dict[str, str] | None
         cwd=slot.layout.app_dir,
         env=slot.env() | (extra_env or {}),
     )
+
+
+def parse_status(lines: list[str]) -> list[dict[str, object]]:
+    """`ps --format json` prints one object per line (or, in older releases, one array)."""
+    states: list[dict[str, object]] = []
+    for line in lines:
+        try:
+            parsed = json.loads(line)
+        except ValueError:
+            continue
+        items = parsed if isinstance(parsed, list) else [parsed]
+        states += [item for item in items if isinstance(item, dict)]
+    return states

@@ -2,34 +2,30 @@
 
 from __future__ import annotations
 
-from deploy.commands import Command, command
+from deploy.commands import Command, command, sh
+from deploy.commands.layout import Slot
+
+_IMAGES = r"""
+service=$1 image=$2
+for id in $(docker compose ps --quiet "$service"); do
+  printf 'running=%s\n' "$(docker container inspect --format '{{.Image}}' "$id")"
+done
+printf 'pulled=%s\n' "$(docker image inspect --format '{{.Id}}' "$image")"
+"""
 
 
 def pull(image: str, timeout: float) -> Command:
     return command("docker", "pull", "--quiet", image, step=f"pull {image}", timeout=timeout)
 
 
-def image_id(image: str) -> Command:
-    return command(
-        "docker",
-        "image",
-        "inspect",
-        "--format",
-        "{{.Id}}",
-        image,
-        step="inspect pulled image",
+def running_images(slot: Slot, service: str) -> Command:
+    """The image id each of the service's containers runs, and the id the digest names."""
+    return sh(
+        _IMAGES,
+        service,
+        slot.image,
+        step="verify image",
         timeout=30,
-    )
-
-
-def container_image_id(container: str) -> Command:
-    return command(
-        "docker",
-        "container",
-        "inspect",
-        "--format",
-        "{{.Image}}",
-        container,
-        step="inspect running container",
-        timeout=30,
+        cwd=slot.layout.app_dir,
+        env=slot.env(),
     )

@@ -22,6 +22,15 @@ async def preflight(ctx: Context) -> None:
         await ctx.each_host(lambda host: check_host(ctx, host))
     except HostError as exc:
         raise Refused(str(exc)) from None
+    await take_locks(ctx)
+
+
+async def take_locks(ctx: Context) -> None:
+    """The lock on every host (all or none), refusing a release that is already live.
+
+    A rollback's whole preflight: it goes back to what the hosts ran a moment ago, so
+    it skips the resource checks and saves their round trip.
+    """
     await lock_all(ctx)
     if all(
         (p.live_before is not None and p.live_before.digest == ctx.deployment.digest)

@@ -58,9 +58,9 @@ async def ensure_running(ctx: Context, host: HostSpec, slot: Slot, *, phase: str
         phase=phase,
         host=host.name,
     )
-    await ctx.run(host, compose.up(slot, ctx.env.boot_timeout), phase=phase)
+    await ctx.run(host, compose.start(slot, ctx.env.boot_timeout), phase=phase)
+    await check_health(ctx, host, slot, phase=phase, successes=1, interval=0.1)
     await record_color(ctx, host, slot, "running", phase=phase)
-    await check_health(ctx, host, slot, phase=phase, successes=1)
 
 
 async def teardown_host(ctx: Context, host: HostSpec, *, phase: str = PHASE) -> None:

@@ -8,6 +8,7 @@ from deploy.commands import state as state_commands
 from deploy.commands.layout import Slot
 from deploy.context import Context, StepFailed
 from deploy.events import Kind
+from deploy.phases.verify import check_health
 from deploy.spec import HostSpec
 from deploy.state import ColorRecord, ColorStatus
 
@@ -28,7 +29,10 @@ async def stage_host(ctx: Context, host: HostSpec) -> None:
     await ctx.emit(
         Kind.step, f"starting {slot.color} on port {slot.port}", phase=PHASE, host=host.name
     )
-    await ctx.run(host, compose.up(slot, ctx.env.boot_timeout), phase=PHASE)
+    # Start without compose's --wait: its pace is the image's HEALTHCHECK interval
+    # (often 30 s); probing the app directly knows within one health interval.
+    await ctx.run(host, compose.start(slot, ctx.env.boot_timeout), phase=PHASE)
+    await check_health(ctx, host, slot, phase=PHASE, successes=1)
     for name in ("migrate", "static", "test"):
         hook = getattr(ctx.env.hooks, name)
         if hook is not None:
@@ -39,23 +43,24 @@ async def stage_host(ctx: Context, host: HostSpec) -> None:
 
 
 async def verify_digest(ctx: Context, host: HostSpec, slot: Slot) -> None:
-    found = await ctx.run(
-        host, compose.container_id(slot, ctx.env.service), phase=PHASE, quiet=True
+    result = await ctx.run(
+        host, docker.running_images(slot, ctx.env.service), phase=PHASE, quiet=True
     )
-    containers = [line for line in found.tail if line.strip()]
-    if len(containers) != 1:
+    running = [line.removeprefix("running=") for line in result.tail if line.startswith("running=")]
+    pulled = next(
+        (line.removeprefix("pulled=") for line in result.tail if line.startswith("pulled=")), ""
+    )
+    if len(running) != 1:
         raise StepFailed(
             host.name,
             "verify image",
-            f"expected one {ctx.env.service} container in {slot.project}, found {len(containers)}",
+            f"expected one {ctx.env.service} container in {slot.project}, found {len(running)}",
         )
-    running = await ctx.run(host, docker.container_image_id(containers[0]), phase=PHASE, quiet=True)
-    pulled = await ctx.run(host, docker.image_id(slot.image), phase=PHASE, quiet=True)
-    if running.text.strip() != pulled.text.strip():
+    if not pulled or running[0] != pulled:
         raise StepFailed(
             host.name,
             "verify image",
-            f"{slot.project} runs {running.text.strip()[:19]}, not {slot.image}",
+            f"{slot.project} runs {running[0][:19]}, not {slot.image}",
         )
     await ctx.emit(
         Kind.step, f"{slot.color} runs {ctx.deployment.digest[:19]}", phase=PHASE, host=host.name

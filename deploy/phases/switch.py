@@ -70,16 +70,18 @@ async def point_proxy(
 async def confirm(ctx: Context, host: HostSpec | None, version: str, *, phase: str) -> None:
     base = ctx.env.proxy_url(host) if host else ctx.env.public_url
     url = base.rstrip("/") + ctx.env.health.path
+    proxy = ctx.env.proxy
     took = await probes.confirm_version(
         url,
         ctx.env.version_header,
         version,
-        ctx.env.proxy.confirm_successes,
-        ctx.env.proxy.confirm_timeout,
+        successes=proxy.confirm_successes,
+        settle=proxy.confirm_settle,
+        timeout=proxy.confirm_timeout,
     )
     await ctx.emit(
         Kind.step,
-        f"{base} answers {version} ({took * 1000:.0f} ms after reload)",
+        f"{base} answers {version} ({took * 1000:.0f} ms after reload, settled)",
         phase=phase,
         host=host.name if host else None,
         confirm_ms=round(took * 1000, 1),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from deploy import probes
 from deploy.commands import compose
 from deploy.commands.layout import Slot
-from deploy.context import Context
+from deploy.context import Context, StepFailed
 from deploy.events import Kind
 from deploy.spec import HostSpec
 
@@ -30,14 +30,29 @@ async def verify_host(ctx: Context, host: HostSpec) -> None:
 
 
 async def check_health(
-    ctx: Context, host: HostSpec, slot: Slot, *, phase: str, successes: int | None = None
+    ctx: Context,
+    host: HostSpec,
+    slot: Slot,
+    *,
+    phase: str,
+    successes: int | None = None,
+    interval: float | None = None,
 ) -> None:
     health = ctx.env.health
     if successes is not None:
         health = health.model_copy(update={"successes": successes})
+    if interval is not None:
+        health = health.model_copy(update={"interval": min(interval, health.interval)})
+
+    async def still_starting() -> None:
+        await check_container_alive(ctx, host, slot, phase=phase)
+
     async with ctx.executors[host.name].tunnel(host.app_address, slot.port) as port:
         answers = await probes.wait_healthy(
-            f"http://127.0.0.1:{port}", health, ctx.env.version_header
+            f"http://127.0.0.1:{port}",
+            health,
+            ctx.env.version_header,
+            still_starting=still_starting,
         )
     await ctx.emit(
         Kind.step,
@@ -45,6 +60,21 @@ async def check_health(
         phase=phase,
         host=host.name,
     )
+
+
+async def check_container_alive(ctx: Context, host: HostSpec, slot: Slot, *, phase: str) -> None:
+    """StepFailed when the colour's container has exited or keeps restarting."""
+    result = await ctx.run(host, compose.status(slot), phase=phase, quiet=True)
+    for state in compose.parse_status(result.tail):
+        if state.get("Service") != ctx.env.service:
+            continue
+        if state.get("State") in ("exited", "dead", "restarting"):
+            raise StepFailed(
+                host.name,
+                f"start {slot.color}",
+                f"container {state.get('Name', '?')} is {state.get('State')} "
+                f"(exit code {state.get('ExitCode', '?')})",
+            )
 
 
 async def smoke_host(ctx: Context, host: HostSpec) -> None:

@@ -40,6 +40,12 @@ def test_hook_is_the_users_argv_with_the_colour_environment() -> None:
     assert cmd.timeout == 50
 
 
+def test_image_proof_compares_the_running_container_with_the_digest() -> None:
+    cmd = docker.running_images(SLOT, "web")
+    assert cmd.argv[-2:] == ("web", SLOT.image)
+    assert cmd.env["COMPOSE_PROJECT_NAME"] == "shop-green" and cmd.cwd == "srv/shop"
+
+
 def test_pull_is_by_digest() -> None:
     assert docker.pull(SLOT.image, 300).argv == ("docker", "pull", "--quiet", SLOT.image)
 

@@ -1,0 +1,1 @@
+"""Benchmarks on the local test bed; `python -m bench` (or `make bench`) runs them all."""
