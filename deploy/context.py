@@ -52,6 +52,8 @@ class Context:
     registry_password: str | None = None
     stream_output: bool = True
     cancel_requested: Callable[[], Awaitable[bool]] | None = None
+    # Set while recovering: a cancel must never interrupt the way back.
+    unwinding: bool = False
 
     def __post_init__(self) -> None:
         for host in self.env.hosts:
@@ -137,7 +139,9 @@ class Context:
         )
 
     async def check_cancelled(self) -> None:
-        if self.cancel_requested is not None and await self.cancel_requested():
+        if self.unwinding or self.cancel_requested is None:
+            return
+        if await self.cancel_requested():
             raise Cancelled("cancelled by an operator")
 
     async def each_host(

@@ -6,6 +6,7 @@ Redis between phase jobs, so a phase never trusts process memory from another.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Literal
 
@@ -79,6 +80,8 @@ class Deployment(BaseModel):
     env: str
     version: str
     who: str
+    # Identifies this run to its host locks; the id alone repeats within a second.
+    token: str = Field(default_factory=lambda: uuid.uuid4().hex)
     digest: str = ""
     image: str = ""
     started_at: datetime = Field(default_factory=now)

@@ -76,6 +76,16 @@ class Redactor:
             text = text.replace(secret, "***")
         return text
 
+    def deep(self, value: Any) -> Any:
+        """The same for every string inside lists and dicts (figures, reports)."""
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, list):
+            return [self.deep(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.deep(v) for k, v in value.items()}
+        return value
+
 
 class RedactingSink:
     def __init__(self, inner: EventSink, redact: Redactor) -> None:
@@ -84,5 +94,10 @@ class RedactingSink:
 
     async def emit(self, event: Event) -> None:
         if self.redact.secrets:
-            event = event.model_copy(update={"message": self.redact(event.message)})
+            event = event.model_copy(
+                update={
+                    "message": self.redact(event.message),
+                    "data": self.redact.deep(event.data),
+                }
+            )
         await self.inner.emit(event)

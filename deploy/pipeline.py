@@ -34,6 +34,7 @@ from deploy.state import HostState, now, parse_host_state
 from deploy.versions import InvalidVersion, deployment_id, parse_version
 
 Phase = Callable[[Context], Awaitable[None]]
+CancelCheck = Callable[[], Awaitable[bool]]
 
 DEPLOY_PHASES: list[tuple[str, Phase]] = [
     ("prepare", prepare),
@@ -55,6 +56,7 @@ async def run_phase(ctx: Context, name: str, phase: Phase) -> None:
     await ctx.emit(Kind.phase_started, name, phase=name)
     started = time.monotonic()
     try:
+        await ctx.check_cancelled()
         await phase(ctx)
     except Refused:
         ctx.deployment.phases[name] = round(time.monotonic() - started, 3)
@@ -120,6 +122,7 @@ async def recover(ctx: Context, report: FailureReport) -> None:
     """After a failure: switch back, tear down, record, release. Sets the outcome."""
     record = ctx.deployment
     record.failure = report
+    ctx.unwinding = True
     switched = [h for h in ctx.hosts if ctx.progress(h).switched]
     outcome = "rolled_back" if switched else "not_switched"
     if switched:
@@ -232,15 +235,18 @@ async def deploy(
     sink: EventSink,
     *,
     registry_password: str | None = None,
+    cancel: CancelCheck | None = None,
 ) -> Deployment:
     """The whole pipeline; never raises for a deployment problem, read `.outcome`."""
     try:
         record = new_deployment(spec, env_name, version, who)
     except Refused as exc:
         plan = Deployment(id="refused", env=env_name or "?", version=version[:64], who=who)
-        return await _refused(spec, plan, str(exc), sink)
+        return await _refused(plan, str(exc), sink)
     env = spec.environment(record.env)
-    ctx = Context(spec, env, record, sink, registry_password=registry_password)
+    ctx = Context(
+        spec, env, record, sink, registry_password=registry_password, cancel_requested=cancel
+    )
     return await run_deploy_phases(ctx, DEPLOY_PHASES)
 
 
@@ -306,23 +312,31 @@ async def rollback(
     *,
     to: str | None = None,
     registry_password: str | None = None,
+    cancel: CancelCheck | None = None,
 ) -> Deployment:
-    """Go back to the previous colour's version (or `to`); Refused when nothing good is kept."""
+    """Go back to the previous colour's version (or `to`); refused when nothing good is kept.
+
+    `to` a version that no colour keeps any more becomes a full deployment of it,
+    provided it was once live here and is not recorded as bad.
+    """
     plan = Deployment(id="rollback", kind="rollback", env=env_name or "?", version="?", who=who)
     try:
         env = spec.environment(env_name)
         wanted = parse_version(to).tag if to else None
     except (SpecError, InvalidVersion) as exc:
-        return await _refused(spec, plan, str(exc), sink)
-    ctx = Context(spec, env, plan, sink, registry_password=registry_password)
+        return await _refused(plan, str(exc), sink)
+    ctx = Context(
+        spec, env, plan, sink, registry_password=registry_password, cancel_requested=cancel
+    )
     try:
         states = await read_states(ctx)
+        if wanted and not all(_keeps(state, wanted) for state in states):
+            await ctx.close()
+            return await _redeploy(spec, env.name, wanted, who, sink, states, registry_password)
         version, image, digest = choose_rollback(states, wanted)
     except (Refused, HostError) as exc:
         await ctx.close()
-        if wanted and isinstance(exc, Refused) and "not " + wanted in str(exc):
-            return await _redeploy(spec, env.name, wanted, who, sink, states, registry_password)
-        return await _refused(spec, plan, str(exc), sink)
+        return await _refused(plan, str(exc), sink)
     ctx.deployment = Deployment(
         id=deployment_id(env.name, parse_version(version)),
         kind="rollback",
@@ -336,6 +350,11 @@ async def rollback(
     return await run_deploy_phases(ctx, ROLLBACK_PHASES)
 
 
+def _keeps(state: HostState, version: str) -> bool:
+    idle = state.colors.get(state.idle_color())
+    return idle is not None and idle.version == version and idle.status in ("running", "stopped")
+
+
 async def _redeploy(
     spec: Spec,
     env: str,
@@ -345,18 +364,17 @@ async def _redeploy(
     states: list[HostState],
     registry_password: str | None,
 ) -> Deployment:
-    """`rollback --to` a version no colour keeps: a full deploy, if it was ever good."""
     plan = Deployment(id="rollback", kind="rollback", env=env, version=version, who=who)
-    bad = [s.host for s in states if s.is_bad(version)]
-    if bad:
-        reason = next(s for s in states if s.is_bad(version)).verdicts[version].reason
-        return await _refused(spec, plan, f"{version} is recorded as bad ({reason})", sink)
+    for state in states:
+        if state.is_bad(version):
+            reason = state.verdicts[version].reason
+            return await _refused(plan, f"{version} is recorded as bad ({reason})", sink)
     if not any(version in s.verdicts for s in states):
-        return await _refused(spec, plan, f"{version} was never live here; use deploy", sink)
+        return await _refused(plan, f"{version} was never live here; use deploy", sink)
     return await deploy(spec, env, version, who, sink, registry_password=registry_password)
 
 
-async def _refused(spec: Spec, record: Deployment, message: str, sink: EventSink) -> Deployment:
+async def _refused(record: Deployment, message: str, sink: EventSink) -> Deployment:
     record.outcome = "refused"
     record.failure = FailureReport(phase="refused", message=message)
     record.finished_at = now()

@@ -277,7 +277,6 @@ async def stability_window(
     spec: StabilitySpec,
     version_header: str,
     on_interval: Callable[[int, dict[str, Any]], Awaitable[None]],
-    should_stop: Callable[[], bool] = lambda: False,
 ) -> IntervalMetrics:
     """Probe every url and path each interval for the window's duration.
 
@@ -307,7 +306,7 @@ async def stability_window(
             verdict = stability_verdict(total, spec)
             if verdict:
                 raise ProbeFailed(f"unstable: {verdict}", [p for p in probes if stability_error(p)])
-            if time.monotonic() - started >= spec.duration or should_stop():
+            if time.monotonic() - started >= spec.duration:
                 return total
             await asyncio.sleep(max(0.0, spec.interval - (time.monotonic() - tick)))
 

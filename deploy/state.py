@@ -13,6 +13,7 @@ from deploy.spec import COLORS, Color
 
 ColorStatus = Literal["staging", "running", "stopped", "removed", "failed"]
 Verdict = Literal["good", "bad"]
+STALE_AFTER = 3600.0  # seconds; a lock this old is reported as probably abandoned
 
 
 def now() -> datetime:
@@ -41,10 +42,13 @@ class LockInfo(BaseModel):
 
     def describe(self) -> str:
         minutes = self.age() / 60
-        return (
+        text = (
             f"held by {self.owner} for {self.deployment} since "
             f"{self.started_at:%Y-%m-%d %H:%M:%S} UTC ({minutes:.0f} min ago)"
         )
+        if self.age() > STALE_AFTER:
+            text += "; it looks stale: if nothing is deploying, `greenlight unlock --yes`"
+        return text
 
 
 class VerdictRecord(BaseModel):

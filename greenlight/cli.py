@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
 import sys
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
@@ -75,11 +77,54 @@ async def _run(spec: Spec, args: argparse.Namespace, settings: Any) -> int:
     sink = RedactingSink(Printer(quiet=args.quiet), Redactor(settings.secrets()))
     who = args.who or settings.operator()
     password = settings.registry_password.get_secret_value() if settings.registry_password else None
+    cancel = CancelOnSignal()
     if args.command == "deploy":
-        record = await deploy(spec, args.env, args.version, who, sink, registry_password=password)
+        record = await deploy(
+            spec,
+            args.env,
+            args.version,
+            who,
+            sink,
+            registry_password=password,
+            cancel=cancel.requested,
+        )
     else:
-        record = await rollback(spec, args.env, who, sink, to=args.to, registry_password=password)
+        record = await rollback(
+            spec,
+            args.env,
+            who,
+            sink,
+            to=args.to,
+            registry_password=password,
+            cancel=cancel.requested,
+        )
     return record.exit_code
+
+
+class CancelOnSignal:
+    """Ctrl-C or SIGTERM asks the deployment to unwind (tear down, or roll back if it
+    switched) at its next step; a second one abandons it with the state unknown."""
+
+    def __init__(self) -> None:
+        self.asked = False
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._signal)
+
+    def _signal(self) -> None:
+        if self.asked:
+            print("greenlight: abandoned; the final state is unknown", file=sys.stderr, flush=True)
+            os._exit(3)
+        self.asked = True
+        print(
+            "greenlight: cancelling; production is put back as it was "
+            "(press Ctrl-C again to abandon)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    async def requested(self) -> bool:
+        return self.asked
 
 
 class Printer:

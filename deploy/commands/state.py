@@ -1,7 +1,7 @@
 """Target state kept on each host, under `<app_dir>/.greenlight/`.
 
     epoch              deploy epoch, the fencing token; +1 each time the lock is taken
-    lock/              the deploy lock: `mkdir` is atomic; holds `deployment` and `owner.json`
+    lock/              the deploy lock: `mkdir` is atomic; holds `token` and `owner.json`
     colors/<c>.json    what each colour runs (version, digest, deployment, status)
     verdicts/<v>       the last verdict on a version: good, or bad with the reason
     history.jsonl      one line per finished deployment, append-only
@@ -32,16 +32,16 @@ echo '@@end'
 
 _ACQUIRE = (
     r"""
-d=$1 id=$4 owner=$5
+d=$1 token=$4 owner=$5
 mkdir -p "$d" || exit 1
 if mkdir "$d/lock" 2>/dev/null; then
-  printf '%s\n' "$id" > "$d/lock/deployment"
+  printf '%s\n' "$token" > "$d/lock/token"
   printf '%s\n' "$owner" > "$d/lock/owner.json"
   n=$(cat "$d/epoch" 2>/dev/null || echo 0)
   n=$((n + 1))
   printf '%s\n' "$n" > "$d/epoch.tmp" && mv -f "$d/epoch.tmp" "$d/epoch" || exit 1
   echo '@@acquired'
-elif [ "$(cat "$d/lock/deployment" 2>/dev/null)" = "$id" ]; then
+elif [ "$(cat "$d/lock/token" 2>/dev/null)" = "$token" ]; then
   echo '@@acquired'
 else
   echo '@@held'
@@ -49,13 +49,13 @@ fi
 """
     + _READ
     + r"""
-[ "$(cat "$d/lock/deployment" 2>/dev/null)" = "$id" ] || exit 3
+[ "$(cat "$d/lock/token" 2>/dev/null)" = "$token" ] || exit 3
 """
 )
 
 _RELEASE = r"""
-d=$1 id=$2
-if [ "$(cat "$d/lock/deployment" 2>/dev/null)" = "$id" ]; then
+d=$1 token=$2
+if [ "$(cat "$d/lock/token" 2>/dev/null)" = "$token" ]; then
   rm -rf "$d/lock" && echo released
 else
   echo 'not held by this deployment'
@@ -91,22 +91,26 @@ def read(layout: Layout, history: int = 20) -> Command:
     )
 
 
-def acquire_lock(layout: Layout, deployment: str, owner_json: str, history: int = 20) -> Command:
-    """Take the lock (or confirm we hold it), bump the epoch, and print the state."""
+def acquire_lock(layout: Layout, token: str, owner_json: str, history: int = 20) -> Command:
+    """Take the lock (or confirm we hold it), bump the epoch, and print the state.
+
+    `token` is the deployment's own random token, not its id: two deployments of the
+    same version in the same second share an id, never a token.
+    """
     return sh(
         _ACQUIRE,
         layout.state_dir,
         layout.upstream_file,
         str(history),
-        deployment,
+        token,
         owner_json,
         step="take the deploy lock",
         timeout=30,
     )
 
 
-def release_lock(layout: Layout, deployment: str) -> Command:
-    return sh(_RELEASE, layout.state_dir, deployment, step="release the deploy lock", timeout=30)
+def release_lock(layout: Layout, token: str) -> Command:
+    return sh(_RELEASE, layout.state_dir, token, step="release the deploy lock", timeout=30)
 
 
 def break_lock(layout: Layout) -> Command:

@@ -85,7 +85,7 @@ async def lock_all(ctx: Context) -> dict[str, HostState]:
     held: list[str] = []
 
     async def take(host: HostSpec) -> None:
-        cmd = state_commands.acquire_lock(ctx.layout, ctx.deployment.id, owner_json(ctx))
+        cmd = state_commands.acquire_lock(ctx.layout, ctx.deployment.token, owner_json(ctx))
         result = await ctx.run(host, cmd, phase=PHASE, check=False, quiet=True)
         state = parse_host_state(host.name, result.tail)
         if result.exit_status == state_commands.LOCK_HELD_EXIT:
@@ -132,7 +132,7 @@ async def release_all(ctx: Context) -> None:
         try:
             await ctx.run(
                 host,
-                state_commands.release_lock(ctx.layout, ctx.deployment.id),
+                state_commands.release_lock(ctx.layout, ctx.deployment.token),
                 phase="release",
                 quiet=True,
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 
@@ -88,3 +89,40 @@ def test_a_host_lost_mid_deploy_leaves_production_serving(bed: Bed) -> None:
     assert host["lock"] and "production-v1.0.1" in host["lock"]
     assert bed.greenlight("unlock", "--yes", config=spec).code == 0
     assert bed.greenlight("deploy", "v1.0.1", config=spec).code == 0
+
+
+def test_ctrl_c_before_the_switch_leaves_production_untouched(bed: Bed) -> None:
+    spec = bed.spec(**FAST)
+    assert bed.greenlight("deploy", "v1.0.0", config=spec).code == 0
+    with bed.load("h1") as load:
+        deploy = bed.start("deploy", "v1.0.1", config=spec)
+        deploy.wait_for(r"stage .*starting green")
+        deploy.process.send_signal(signal.SIGINT)
+        run = deploy.finish()
+        result = load.stop()
+    assert run.code == 1, run.output
+    assert run.has(r"cancelled by an operator") and run.has(r"production untouched")
+    assert_served(result)
+    assert result.versions["v1.0.1"] == 0
+    host = bed.status(spec)["hosts"][0]
+    assert host["live"]["version"] == "v1.0.0" and host["lock"] is None
+    assert host["colors"]["green"]["status"] == "removed"
+    assert host["bad_versions"] == []  # an operator's cancel says nothing about the release
+
+
+def test_sigterm_during_the_stability_window_rolls_back(bed: Bed) -> None:
+    spec = bed.spec(**FAST)
+    assert bed.greenlight("deploy", "v1.0.0", config=spec).code == 0
+    window = bed.spec(name="window", stability={"duration": 20, "interval": 1})
+    with bed.load("h1") as load:
+        deploy = bed.start("deploy", "v1.0.1", config=window)
+        deploy.wait_for(r"≈ interval 2")
+        deploy.process.send_signal(signal.SIGTERM)
+        run = deploy.finish()
+        result = load.stop()
+    assert run.code == 1, run.output
+    assert run.has(r"monitor failed: cancelled by an operator")
+    assert run.has(r"traffic is back on v1.0.0")
+    assert_served(result)
+    assert bed.live(spec) == {"h1": "v1.0.0"}
+    assert bed.status(spec)["hosts"][0]["lock"] is None

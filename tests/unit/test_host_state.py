@@ -36,8 +36,9 @@ def owner(deployment: str, who: str = "alice") -> str:
     )
 
 
-async def acquire(layout: Layout, deployment: str, who: str = "alice"):
-    result = await run(cmds.acquire_lock(layout, deployment, owner(deployment, who)), check=False)
+async def acquire(layout: Layout, token: str, who: str = "alice", deployment: str = ""):
+    cmd = cmds.acquire_lock(layout, token, owner(deployment or token, who))
+    result = await run(cmd, check=False)
     return result.exit_status, parse_host_state("h", result.tail)
 
 
@@ -50,6 +51,27 @@ async def test_lock_is_exclusive_reentrant_and_bumps_the_epoch(layout: Layout) -
     assert "held by alice for d1" in state.lock.describe()
     status, state = await acquire(layout, "d1")  # a retried job holds it already
     assert (status, state.epoch) == (0, 1)
+
+
+async def test_same_id_in_the_same_second_is_still_a_different_deployment(
+    layout: Layout,
+) -> None:
+    same_id = "production-v1.0.1-20260101_000000"
+    assert (await acquire(layout, "token-a", deployment=same_id))[0] == 0
+    status, state = await acquire(layout, "token-b", who="bob", deployment=same_id)
+    assert status == cmds.LOCK_HELD_EXIT
+    assert state.lock is not None and state.lock.owner == "alice"
+
+
+def test_an_old_lock_is_reported_as_probably_stale() -> None:
+    from datetime import timedelta
+
+    from deploy.state import LockInfo, now
+
+    fresh = LockInfo(deployment="d", owner="alice", started_at=now())
+    old = LockInfo(deployment="d", owner="alice", started_at=now() - timedelta(hours=3))
+    assert "stale" not in fresh.describe()
+    assert "(180 min ago); it looks stale" in old.describe()
 
 
 async def test_release_only_by_the_holder(layout: Layout) -> None:
