@@ -101,17 +101,27 @@ async def failure_report(ctx: Context, phase: str, exc: Exception) -> FailureRep
     report.app_fault = (
         phase in APP_PHASES and not isinstance(exc, (HostUnreachable, Cancelled)) and not pulling
     )
-    if phase in LOG_PHASES and report.host and not isinstance(exc, HostUnreachable):
-        report.container_logs = await _container_logs(ctx, ctx.host(report.host))
+    if phase in LOG_PHASES and not isinstance(exc, HostUnreachable):
+        hosts = [ctx.host(report.host)] if report.host else ctx.hosts
+        lines = 30 if len(hosts) == 1 else 8
+        for host in hosts:
+            logs = await _container_logs(ctx, host, lines)
+            report.container_logs += (
+                logs if len(hosts) == 1 else [f"{host.name}: {x}" for x in logs]
+            )
     return report
 
 
-async def _container_logs(ctx: Context, host: HostSpec) -> list[str]:
+async def _container_logs(ctx: Context, host: HostSpec, lines: int) -> list[str]:
     if ctx.progress(host).target is None:
         return []
     try:
         result = await ctx.run(
-            host, compose.logs(ctx.target_slot(host), 30), phase="report", check=False, quiet=True
+            host,
+            compose.logs(ctx.target_slot(host), lines),
+            phase="report",
+            check=False,
+            quiet=True,
         )
     except HostError:
         return []

@@ -8,6 +8,7 @@ import asyncio
 from deploy.commands import compose
 from deploy.context import Context
 from deploy.events import Kind
+from deploy.executor import HostError
 from deploy.phases.preflight import release_all
 from deploy.phases.record import record_history, record_verdict
 from deploy.phases.stage import record_color
@@ -26,8 +27,22 @@ async def finalize(ctx: Context) -> None:
             await asyncio.sleep(remaining)
     record.finished_at = now()
     record.outcome = "live"
-    await ctx.each_host(lambda host: finalize_host(ctx, host))
-    await release_all(ctx)
+    tidied = await ctx.each_host(lambda host: tidy_host(ctx, host))
+    await release_all(ctx, [h for h, ok in zip(ctx.hosts, tidied, strict=True) if ok])
+
+
+async def tidy_host(ctx: Context, host: HostSpec) -> bool:
+    """The release is live and stable; a host that cannot be tidied now does not undo
+    that. It keeps its lock (so nobody deploys over an untidy host) and a note says why."""
+    try:
+        await finalize_host(ctx, host)
+    except HostError as exc:
+        ctx.deployment.notes.append(
+            f"{host.name}: not tidied ({exc.reason}); the old colour may still run and the "
+            f"lock is kept: check it, then `greenlight unlock --env {ctx.env.name} --yes`"
+        )
+        return False
+    return True
 
 
 async def finalize_host(ctx: Context, host: HostSpec) -> None:

@@ -122,7 +122,7 @@ def plan(ctx: Context, host: HostSpec, state: HostState) -> None:
     progress.target = progress.target or state.idle_color()
 
 
-async def release_all(ctx: Context) -> None:
+async def release_all(ctx: Context, hosts: list[HostSpec] | None = None) -> None:
     """Release the locks this deployment holds; unreachable hosts keep theirs (noted)."""
 
     async def release(host: HostSpec) -> None:
@@ -143,7 +143,7 @@ async def release_all(ctx: Context) -> None:
                 f"release it with `greenlight unlock --env {ctx.env.name}`"
             )
 
-    await ctx.each_host(release)
+    await ctx.each_host(release, hosts)
 
 
 def _int(text: str | None) -> int:

@@ -126,3 +126,22 @@ def test_sigterm_during_the_stability_window_rolls_back(bed: Bed) -> None:
     assert_served(result)
     assert bed.live(spec) == {"h1": "v1.0.0"}
     assert bed.status(spec)["hosts"][0]["lock"] is None
+
+
+def test_a_host_lost_after_a_stable_switch_keeps_the_release_and_its_lock(bed: Bed) -> None:
+    spec = bed.spec(**FAST)
+    assert bed.greenlight("deploy", "v1.0.0", config=spec).code == 0
+    window = bed.spec(name="window", stability={"duration": 4, "interval": 1})
+    with bed.load("h1") as load:
+        deploy = bed.start("deploy", "v1.0.1", config=window)
+        deploy.wait_for(r"≈ interval 2")
+        testbed.hosts.host_down("h1")
+        run = deploy.finish()
+        result = load.stop()
+    assert run.code == 0, run.output
+    assert run.has(r"v1.0.1 is live") and run.has(r"h1: not tidied .*lock is kept")
+    assert_served(result)
+    testbed.hosts.host_up("h1")
+    host = bed.status(spec)["hosts"][0]
+    assert host["live"]["version"] == "v1.0.1"
+    assert host["lock"] and "production-v1.0.1" in host["lock"]

@@ -132,3 +132,32 @@ async def test_timeout_kills_a_command_that_overruns() -> None:
     result = await LocalExecutor().run(cmd, check=False)
     assert result.exit_status == 124
     assert asyncio.get_running_loop().time() - started < 5
+
+
+async def test_secrets_never_reach_the_printed_progress() -> None:
+    import io
+
+    from deploy.events import Event, Kind, RedactingSink, Redactor
+    from greenlight.cli import Printer
+
+    out = io.StringIO()
+    sink = RedactingSink(Printer(out), Redactor(["hunter2-registry-secret"]))
+    report = {
+        "phase": "stage",
+        "message": "pull failed",
+        "output": ["auth hunter2-registry-secret"],
+    }
+    await sink.emit(
+        Event(kind=Kind.output, deployment="d", message="token=hunter2-registry-secret")
+    )
+    await sink.emit(
+        Event(
+            kind=Kind.deploy_finished,
+            deployment="d",
+            message="done",
+            data={"failure": report, "exit_code": 1, "outcome": "not_switched"},
+        )
+    )
+    printed = out.getvalue()
+    assert "hunter2" not in printed
+    assert "token=***" in printed and "auth ***" in printed
