@@ -164,12 +164,18 @@ class Context:
 
         chosen = list(self.hosts if hosts is None else hosts)
         results = await asyncio.gather(*(bounded(h) for h in chosen), return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        for extra in errors[1:]:
-            self.deployment.notes.append(f"also failed: {extra}")
-        if errors:
-            raise errors[0]
+        failed = [
+            (h, r) for h, r in zip(chosen, results, strict=True) if isinstance(r, BaseException)
+        ]
+        for host, extra in failed[1:]:
+            self.deployment.notes.append(f"also failed on {host.name}: {_reason(extra)}")
+        if failed:
+            raise failed[0][1]
         return [r for r in results if not isinstance(r, BaseException)]
 
     async def close(self) -> None:
         await asyncio.gather(*(e.close() for e in self.executors.values()))
+
+
+def _reason(exc: BaseException) -> str:
+    return exc.reason if isinstance(exc, HostError) else str(exc) or type(exc).__name__

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,6 +24,8 @@ from deploy.spec import HostSpec, SSHSpec
 
 LineCallback = Callable[[str], Awaitable[None]]
 TAIL_LINES = 40
+# Terminal control sequences (colours, erase-line) that tools print even without a tty.
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 MAX_LINE = 2000
 # OpenSSH allows 10 sessions per connection (MaxSessions); stay under it.
 CHANNELS_PER_CONNECTION = 8
@@ -87,7 +90,7 @@ class _Output:
         self.on_line = on_line
 
     async def feed(self, raw: str) -> None:
-        line = raw.rstrip()[:MAX_LINE]
+        line = _ANSI.sub("", raw).rstrip()[:MAX_LINE]
         if not line:
             return
         self.tail.append(line)

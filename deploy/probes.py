@@ -71,14 +71,16 @@ async def fetch(
     version_header: str,
     method: str = "GET",
     headers: dict[str, str] | None = None,
+    shown: str | None = None,
 ) -> Probe:
+    """One request; `shown` is the URL reports name (a tunnel's local port means nothing)."""
     started = time.monotonic()
     try:
         response = await http.request(method, url, headers=headers)
     except httpx.HTTPError as exc:
-        return Probe(url, None, time.monotonic() - started, error=_error(exc))
+        return Probe(shown or url, None, time.monotonic() - started, error=_error(exc))
     return Probe(
-        url,
+        shown or url,
         response.status_code,
         time.monotonic() - started,
         response.headers.get(version_header),
@@ -183,6 +185,7 @@ async def wait_healthy(
     version_header: str,
     *,
     still_starting: Callable[[], Awaitable[None]] | None = None,
+    shown: str | None = None,
 ) -> list[Probe]:
     """Poll until `successes` consecutive healthy answers.
 
@@ -197,7 +200,12 @@ async def wait_healthy(
     looked = started
     async with client(spec.timeout) as http:
         while True:
-            last = await fetch(http, base + spec.path, version_header=version_header)
+            last = await fetch(
+                http,
+                base + spec.path,
+                version_header=version_header,
+                shown=(shown or base) + spec.path,
+            )
             problem = health_problem(last, spec)
             streak = [] if problem else [*streak, last]
             if len(streak) >= spec.successes:
@@ -217,7 +225,11 @@ async def wait_healthy(
 
 
 async def smoke(
-    base: str, requests: Sequence[SmokeRequest], version_header: str, timeout: float = 10.0
+    base: str,
+    requests: Sequence[SmokeRequest],
+    version_header: str,
+    timeout: float = 10.0,
+    shown: str | None = None,
 ) -> list[Probe]:
     """Every smoke request once; ProbeFailed lists every request that failed."""
     async with client(timeout) as http:
@@ -228,6 +240,7 @@ async def smoke(
                 version_header=version_header,
                 method=r.method,
                 headers=r.headers,
+                shown=(shown or base) + r.path,
             )
             for r in requests
         ]

@@ -13,6 +13,8 @@ def _compose(slot: Slot, *args: str, step: str, timeout: float) -> Command:
     return command(
         "docker",
         "compose",
+        "--ansi",
+        "never",
         *args,
         step=step,
         timeout=timeout,

@@ -29,6 +29,11 @@ async def verify_host(ctx: Context, host: HostSpec) -> None:
     ctx.progress(host).verified = True
 
 
+def seen_from_host(host: HostSpec, slot: Slot) -> str:
+    """How reports name the colour: its own address on the host (probed via a tunnel)."""
+    return f"{slot.color}@{host.name} http://{host.app_address}:{slot.port}"
+
+
 async def check_health(
     ctx: Context,
     host: HostSpec,
@@ -53,6 +58,7 @@ async def check_health(
             health,
             ctx.env.version_header,
             still_starting=still_starting,
+            shown=seen_from_host(host, slot),
         )
     await ctx.emit(
         Kind.step,
@@ -84,7 +90,10 @@ async def smoke_host(ctx: Context, host: HostSpec) -> None:
     slot = ctx.target_slot(host)
     async with ctx.executors[host.name].tunnel(host.app_address, slot.port) as port:
         answers = await probes.smoke(
-            f"http://127.0.0.1:{port}", ctx.env.smoke, ctx.env.version_header
+            f"http://127.0.0.1:{port}",
+            ctx.env.smoke,
+            ctx.env.version_header,
+            shown=seen_from_host(host, slot),
         )
     slowest = max(a.latency for a in answers)
     await ctx.emit(

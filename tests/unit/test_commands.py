@@ -17,7 +17,7 @@ SLOT = Slot(LAYOUT, HOST, "green", 8002, "reg/acme/shop@sha256:" + "a" * 64, "v1
 
 def test_compose_up_runs_in_the_app_dir_with_the_colour_project() -> None:
     cmd = compose.up(SLOT, wait_timeout=90)
-    assert cmd.argv[:4] == ("docker", "compose", "up", "--detach")
+    assert cmd.argv[:6] == ("docker", "compose", "--ansi", "never", "up", "--detach")
     assert "--wait" in cmd.argv and "--pull" in cmd.argv
     assert cmd.argv[cmd.argv.index("--wait-timeout") + 1] == "90"
     assert cmd.cwd == "srv/shop"
@@ -28,8 +28,8 @@ def test_compose_up_runs_in_the_app_dir_with_the_colour_project() -> None:
 
 
 def test_stop_keeps_containers_and_down_removes_them() -> None:
-    assert compose.stop(SLOT).argv[2] == "stop"
-    assert compose.down(SLOT).argv[2:] == ("down", "--remove-orphans")
+    assert compose.stop(SLOT).argv[4] == "stop"
+    assert compose.down(SLOT).argv[4:] == ("down", "--remove-orphans")
 
 
 def test_hook_is_the_users_argv_with_the_colour_environment() -> None:
@@ -161,3 +161,10 @@ async def test_secrets_never_reach_the_printed_progress() -> None:
     printed = out.getvalue()
     assert "hunter2" not in printed
     assert "token=***" in printed and "auth ***" in printed
+
+
+async def test_terminal_control_sequences_are_stripped_from_output() -> None:
+    result = await LocalExecutor().run(
+        command("printf", "\x1b[2Kweb-1  | \x1b[32mok\x1b[0m\n", step="x")
+    )
+    assert result.tail == ["web-1  | ok"]
