@@ -20,7 +20,6 @@ class Kind(StrEnum):
     phase_started = "phase_started"
     phase_finished = "phase_finished"
     phase_failed = "phase_failed"
-    phase_skipped = "phase_skipped"
     step = "step"
     output = "output"
     metrics = "metrics"
@@ -51,18 +50,6 @@ class ListSink:
 
     async def emit(self, event: Event) -> None:
         self.events.append(event)
-
-    def of(self, kind: Kind) -> list[Event]:
-        return [e for e in self.events if e.kind == kind]
-
-
-class FanOutSink:
-    def __init__(self, sinks: Iterable[EventSink]) -> None:
-        self.sinks = list(sinks)
-
-    async def emit(self, event: Event) -> None:
-        for sink in self.sinks:
-            await sink.emit(event)
 
 
 class Redactor:

@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as exc:
         print(f"greenlight: {exc}", file=sys.stderr)
         return EXIT_REFUSED
+    except BrokenPipeError:  # `greenlight status | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("greenlight: interrupted; run `greenlight status` to see the state", file=sys.stderr)
         return 3
