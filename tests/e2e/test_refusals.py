@@ -145,3 +145,12 @@ def test_a_host_lost_after_a_stable_switch_keeps_the_release_and_its_lock(bed: B
     host = bed.status(spec)["hosts"][0]
     assert host["live"]["version"] == "v1.0.1"
     assert host["lock"] and "production-v1.0.1" in host["lock"]
+
+
+def test_too_little_disk_or_memory_is_refused_before_anything_changes(bed: Bed) -> None:
+    spec = bed.spec(thresholds={"min_disk_mb": 10_000_000, "min_memory_mb": 10_000_000}, **FAST)
+    run = bed.greenlight("deploy", "v1.0.0", config=spec)
+    assert run.code == 2, run.output
+    assert run.has(r"h1: only \d+ MB free disk, 10000000 MB required; only \d+ MB available")
+    host = bed.status(spec)["hosts"][0]
+    assert host["live"] is None and host["lock"] is None and host["epoch"] == 0
