@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import total_ordering
 
 # ASCII digits only: `\d` would also accept other scripts' digits.
 _NUMBER = r"(?:0|[1-9][0-9]{0,8})"
@@ -25,12 +26,28 @@ class InvalidVersion(ValueError):
     """The text is not a release version; the message says why, quoting it safely."""
 
 
-@dataclass(frozen=True, order=True)
+PrereleaseKey = tuple[tuple[int, int, str], ...]
+
+
+@total_ordering
+@dataclass(frozen=True)
 class Version:
     major: int
     minor: int
     patch: int
     prerelease: str = ""
+
+    def sort_key(self) -> tuple[int, int, int, bool, PrereleaseKey]:
+        """Semver 2.0 precedence: a release sorts after its prereleases, whose
+        identifiers compare one by one, numbers numerically and below words."""
+        parts = self.prerelease.split(".") if self.prerelease else []
+        fields = tuple((0, int(p), "") if p.isdecimal() else (1, 0, p) for p in parts)
+        return (self.major, self.minor, self.patch, not self.prerelease, fields)
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Version):
+            return NotImplemented
+        return self.sort_key() < other.sort_key()
 
     @property
     def tag(self) -> str:

@@ -1,5 +1,6 @@
 """Versions become image tags and path components: anything but semver is refused."""
 
+import random
 from datetime import UTC, datetime
 
 import pytest
@@ -98,6 +99,31 @@ def test_semver_with_optional_v_is_accepted_and_canonical(text: str, tag: str) -
 def test_versions_order_numerically() -> None:
     assert parse_version("v1.10.0") > parse_version("v1.9.9")
     assert parse_version("v1.0.1") == Version(1, 0, 1)
+
+
+def test_prereleases_sort_by_semver_precedence() -> None:
+    # The example list of semver.org, section 11, lowest first.
+    ordered = [
+        "1.0.0-alpha",
+        "1.0.0-alpha.1",
+        "1.0.0-alpha.beta",
+        "1.0.0-beta",
+        "1.0.0-beta.2",
+        "1.0.0-beta.11",
+        "1.0.0-rc.1",
+        "1.0.0",
+        "1.0.1-alpha",
+    ]
+    shuffled = ordered[:]
+    random.Random(11).shuffle(shuffled)
+    assert shuffled != ordered
+    assert [v.tag for v in sorted(map(parse_version, shuffled))] == ["v" + v for v in ordered]
+
+
+def test_a_release_is_newer_than_its_release_candidates() -> None:
+    assert parse_version("v1.0.0") > parse_version("v1.0.0-rc.1")
+    assert parse_version("v1.0.0-rc.10") > parse_version("v1.0.0-rc.2")
+    assert max(map(parse_version, ["v2.0.0-rc.2", "v2.0.0", "v2.0.0-rc.10"])).tag == "v2.0.0"
 
 
 def test_deployment_id_names_env_version_and_utc_time() -> None:
