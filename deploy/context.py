@@ -49,7 +49,8 @@ class Context:
     deployment: Deployment
     sink: EventSink
     executors: dict[str, Executor] = field(default_factory=dict)
-    registry_password: str | None = None
+    # Kept out of repr: a Context ends up in tracebacks and debug logs.
+    registry_password: str | None = field(default=None, repr=False)
     stream_output: bool = True
     cancel_requested: Callable[[], Awaitable[bool]] | None = None
     # Set while recovering: a cancel must never interrupt the way back.
