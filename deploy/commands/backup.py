@@ -6,12 +6,17 @@ from deploy.commands import Command, sh
 from deploy.commands.layout import Slot
 from deploy.spec import HookSpec
 
+# A backup holds the app's data (users, password hashes): only the deploy user may read
+# it. The umask also covers whatever the hook writes itself; chmod covers a directory
+# left by an earlier attempt.
 _DUMP = r"""
+umask 077
 dir=$1 file=$2; shift 2
-mkdir -p "$dir" && "$@" > "$dir/$file"
+mkdir -p "$dir" && chmod 700 "$dir" && "$@" > "$dir/$file"
 """
 
 _CONTAINERS = r"""
+umask 077
 docker compose ps --all --format json > "$1/containers.json"
 """
 
