@@ -215,6 +215,9 @@ class Environment(Settings):
     hosts: Annotated[list[HostSpec], Field(min_length=1)]
     ssh: SSHSpec
     public_url: str
+    # A host with `address: local` runs its commands on the controller, with no SSH and
+    # no host-key check; an environment has to ask for that by name.
+    allow_local: bool = False
 
     @model_validator(mode="after")
     def _unique_hosts(self) -> Environment:
@@ -243,6 +246,18 @@ class Spec(_Model):
                 f"default_environment {self.default_environment!r} is not one of the "
                 f"environments ({', '.join(sorted(self.environments))})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _local_hosts_are_opted_in(self) -> Spec:
+        for name, env in self.environments.items():
+            for index, host in enumerate(env.hosts):
+                if host.address == "local" and not env.allow_local:
+                    raise ValueError(
+                        f"environments.{name}.hosts.{index}.address: 'local' runs commands "
+                        "on this machine without SSH or a host-key check; set "
+                        f"environments.{name}.allow_local: true to allow it"
+                    )
         return self
 
     def environment(self, name: str | None) -> Environment:

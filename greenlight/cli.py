@@ -77,6 +77,9 @@ async def _run(spec: Spec, args: argparse.Namespace, settings: Any) -> int:
     from deploy.events import RedactingSink, Redactor
     from deploy.pipeline import deploy, rollback
 
+    notice = local_host_notice(spec, args.env)
+    if notice:
+        print(notice, file=sys.stderr, flush=True)
     sink = RedactingSink(Printer(quiet=args.quiet), Redactor(settings.secrets()))
     who = args.who or settings.operator()
     password = settings.registry_password.get_secret_value() if settings.registry_password else None
@@ -102,6 +105,22 @@ async def _run(spec: Spec, args: argparse.Namespace, settings: Any) -> int:
             cancel=cancel.requested,
         )
     return record.exit_code
+
+
+def local_host_notice(spec: Spec, env_name: str | None) -> str | None:
+    """One line for an environment whose hosts include `address: local`, so nobody
+    mistakes this machine running the hooks for a remote host."""
+    from deploy.spec import SpecError
+
+    try:
+        env = spec.environment(env_name)
+    except SpecError:
+        return None  # the pipeline refuses an unknown environment in its own words
+    local = [host.name for host in env.hosts if host.address == "local"]
+    if not local:
+        return None
+    names = ", ".join(local)
+    return f"greenlight: {names} (address: local) run commands on this machine, without SSH"
 
 
 class CancelOnSignal:

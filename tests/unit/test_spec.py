@@ -101,6 +101,30 @@ def test_invalid_specs_name_the_key(mutate: Any, expected: str) -> None:
     assert expected in error_of(doc)
 
 
+def local_host(doc: dict[str, Any]) -> dict[str, Any]:
+    doc["environments"]["production"]["hosts"].append({"name": "ctl", "address": "local"})
+    return doc
+
+
+def test_a_local_host_is_refused_without_the_environments_opt_in() -> None:
+    assert error_of(local_host(minimal())) == (
+        "environments.production.hosts.1.address: 'local' runs commands on this machine "
+        "without SSH or a host-key check; set environments.production.allow_local: true "
+        "to allow it"
+    )
+
+
+def test_a_local_host_is_accepted_when_its_environment_opts_in() -> None:
+    doc = local_host(minimal())
+    doc["environments"]["production"]["allow_local"] = True
+    env = parse_spec(doc).environment("production")
+    assert env.allow_local and env.hosts[1].address == "local"
+
+
+def test_the_local_opt_in_belongs_to_an_environment_not_the_top_level() -> None:
+    assert error_of(local_host(minimal(allow_local=True))) == "allow_local: unknown key"
+
+
 def test_unknown_environment_lists_the_known_ones() -> None:
     spec = parse_spec(minimal())
     with pytest.raises(SpecError, match=r"unknown environment 'prod' \(known: production\)"):
