@@ -6,13 +6,13 @@ if someone pushes the tag again mid-deploy.
 
 from __future__ import annotations
 
-import ipaddress
 import re
+from collections.abc import Collection
 
 import httpx
 
 from deploy.probes import tls
-from deploy.spec import Spec
+from deploy.spec import Spec, is_loopback
 
 MANIFEST_TYPES = ", ".join(
     [
@@ -34,16 +34,20 @@ def registry_url(spec: Spec) -> str:
     if spec.registry.url:
         return spec.registry.url.rstrip("/")
     host = spec.registry_host.rsplit(":", 1)[0]
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    return f"{'http' if loopback else 'https'}://{spec.registry_host}"
+    return f"{'http' if is_loopback(host) else 'https'}://{spec.registry_host}"
 
 
 async def resolve_digest(spec: Spec, tag: str, password: str | None = None) -> str:
     """The digest of `image:tag`; RegistryError says plainly what went wrong."""
     base = registry_url(spec)
+    registry_host = httpx.URL(base).host
+    # The spec refuses this too; a spec built in code must not slip past it.
+    if base.startswith("http://") and not is_loopback(registry_host) and not spec.registry.insecure:
+        raise RegistryError(
+            f"registry {base} is plain HTTP, so the password and the digest would cross the "
+            "network unprotected; use https://, or set registry.insecure: true in the spec"
+        )
+    trusted_hosts = {registry_host, *spec.registry.auth_hosts}
     url = f"{base}/v2/{spec.repository}/manifests/{tag}"
     auth = (spec.registry.username, password) if spec.registry.username and password else None
     headers = {"Accept": MANIFEST_TYPES}
@@ -53,7 +57,7 @@ async def resolve_digest(spec: Spec, tag: str, password: str | None = None) -> s
                 url, headers=headers, auth=auth or httpx.USE_CLIENT_DEFAULT
             )
             if response.status_code == 401:
-                token = await _bearer_token(client, response, auth)
+                token = await _bearer_token(client, response, auth, base, trusted_hosts)
                 if token:
                     headers["Authorization"] = f"Bearer {token}"
                     response = await client.head(url, headers=headers)
@@ -72,7 +76,11 @@ async def resolve_digest(spec: Spec, tag: str, password: str | None = None) -> s
 
 
 async def _bearer_token(
-    client: httpx.AsyncClient, challenge: httpx.Response, auth: tuple[str, str] | None
+    client: httpx.AsyncClient,
+    challenge: httpx.Response,
+    auth: tuple[str, str] | None,
+    base: str,
+    trusted_hosts: Collection[str],
 ) -> str | None:
     """The token flow of the distribution spec (GHCR, Docker Hub): ask the realm for a token."""
     header = challenge.headers.get("WWW-Authenticate", "")
@@ -82,9 +90,33 @@ async def _bearer_token(
     realm = params.pop("realm", None)
     if not realm:
         return None
+    # The realm is whatever URL the registry's answer names: the password goes there
+    # only over TLS, and only to a host the spec trusts with it.
+    problem = _realm_problem(realm, trusted_hosts) if auth else None
+    if problem:
+        raise RegistryError(f"registry {base} asks for the password {problem}")
     response = await client.get(realm, params=params, auth=auth or httpx.USE_CLIENT_DEFAULT)
     if response.status_code != 200:
         return None
     body = response.json()
     token = body.get("token") or body.get("access_token")
     return str(token) if token else None
+
+
+def _realm_problem(realm: str, trusted_hosts: Collection[str]) -> str | None:
+    """Why the registry password must not be sent to this token realm, or None."""
+    try:
+        url = httpx.URL(realm)
+    except httpx.InvalidURL:
+        url = httpx.URL()
+    if url.scheme not in ("http", "https") or not url.host:
+        return "at a token service URL that is not http(s); refusing to send it"
+    if url.scheme == "http" and not is_loopback(url.host):
+        return f"at http://{url.host}, without TLS; refusing to send it"
+    if url.host not in trusted_hosts:
+        return (
+            f"at {url.host}, which is not the registry's host; refusing to send it "
+            f"(add {url.host} to registry.auth_hosts in the spec if it is the registry's "
+            "token service)"
+        )
+    return None

@@ -7,10 +7,12 @@ top-level section to override it for that environment only.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -18,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -27,6 +30,7 @@ COLORS: tuple[Color, Color] = ("blue", "green")
 
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _HEADER = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+_HOSTNAME = re.compile(r"[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*")
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
 Port = Annotated[int, Field(ge=1, le=65_535)]
@@ -82,9 +86,43 @@ class ProxySpec(_Model):
 
 
 class RegistrySpec(_Model):
+    # Declared before `url`, whose check reads it.
+    insecure: bool = False
     url: str | None = None
     username: str | None = None
+    # Token services on hosts other than the registry's own (Docker Hub's is
+    # auth.docker.io) that may be sent the registry password.
+    auth_hosts: list[str] = Field(default_factory=list)
     timeout: PositiveSeconds = 10.0
+
+    @field_validator("url")
+    @classmethod
+    def _encrypted_unless_opted_out(cls, url: str | None, info: ValidationInfo) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        if parts.username or parts.password:
+            raise ValueError(
+                "must not hold credentials: set registry.username, and the password in "
+                "$GREENLIGHT_REGISTRY_PASSWORD"
+            )
+        remote_http = parts.scheme == "http" and not is_loopback(parts.hostname)
+        if remote_http and not info.data.get("insecure"):
+            raise ValueError(
+                f"plain http:// to {parts.hostname} sends the password and the digest "
+                "unprotected; use https://, or set registry.insecure: true"
+            )
+        return url
+
+    @field_validator("auth_hosts")
+    @classmethod
+    def _host_names(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            if not _HOSTNAME.fullmatch(host):
+                raise ValueError(f"must be host names such as auth.example.com, got {host!r}")
+        return [host.lower() for host in hosts]
 
 
 class HealthSpec(_Model):
@@ -283,6 +321,14 @@ class Spec(_Model):
     @property
     def repository(self) -> str:
         return self.image.split("/", 1)[1]
+
+
+def is_loopback(host: str) -> bool:
+    """Traffic to this host never leaves the machine: localhost, 127.0.0.0/8, ::1."""
+    try:
+        return host.lower() == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _url_path(path: str) -> str:
