@@ -1,4 +1,4 @@
-"""Run the benchmarks: `python -m bench [switch rollback detection overhead scale]`."""
+"""Run the benchmarks: `python -m bench [switch rollback detection overhead scale volume]`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import sys
 import time
 
-from bench import detection, overhead, rollback_time, scale, switch
+from bench import detection, overhead, rollback_time, scale, switch, volume
 from bench.common import Report
 
 BENCHES = {
@@ -15,6 +15,7 @@ BENCHES = {
     "detection": detection.run,
     "overhead": overhead.run,
     "scale": scale.run,
+    "volume": volume.run,
 }
 
 

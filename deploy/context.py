@@ -9,37 +9,14 @@ from typing import Any, TypeVar
 
 from deploy.commands import Command
 from deploy.commands.layout import Layout, Slot, layout_for
-from deploy.deployment import Deployment, FailureReport, HostProgress
-from deploy.events import Event, EventSink, Kind
-from deploy.executor import Executor, HostError, Result, executor_for
-from deploy.probes import ProbeFailed
+from deploy.deployment import Deployment, HostProgress
+from deploy.errors import Cancelled, HostError, ProbeFailed
+from deploy.events import Event, EventSink, Kind, Redactor
+from deploy.executor import Executor, Result, executor_for
 from deploy.spec import Color, Environment, HostSpec, Spec
 from deploy.state import ColorRecord
 
 T = TypeVar("T")
-
-
-class Refused(Exception):
-    """Refused before anything was changed (exit 2)."""
-
-
-class PhaseFailed(Exception):
-    def __init__(self, report: FailureReport) -> None:
-        super().__init__(report.message)
-        self.report = report
-
-
-class StepFailed(HostError):
-    """A step on a host ran but its result is wrong (empty backup, wrong digest...)."""
-
-    def __init__(self, host: str, step: str, message: str, output: Sequence[str] = ()) -> None:
-        super().__init__(host, f"{step}: {message}")
-        self.step = step
-        self.output = list(output)
-
-
-class Cancelled(Exception):
-    """An operator asked to stop; the deployment unwinds like a failure."""
 
 
 @dataclass
@@ -57,6 +34,9 @@ class Context:
     unwinding: bool = False
 
     def __post_init__(self) -> None:
+        # Secrets are redacted here, in the engine: every event, report and note that
+        # leaves it, whatever sink or store receives them.
+        self.redact = Redactor([self.registry_password] if self.registry_password else [])
         for host in self.env.hosts:
             self.executors.setdefault(host.name, executor_for(host, self.env.ssh))
             self.deployment.hosts.setdefault(host.name, HostProgress(name=host.name))
@@ -115,10 +95,10 @@ class Context:
             Event(
                 kind=kind,
                 deployment=self.deployment.id,
-                message=message,
+                message=self.redact(message),
                 phase=phase,
                 host=host,
-                data=data,
+                data=self.redact.deep(data),
             )
         )
 

@@ -64,7 +64,10 @@ class HostProgress(BaseModel):
     name: str
     epoch: int | None = None
     locked: bool = False
+    planned: bool = False
     live_before: ColorRecord | None = None
+    # What the target colour held before, when good: put back (stopped) if we fail.
+    idle_before: ColorRecord | None = None
     upstream_before: str = ""
     target: Color | None = None
     staged: bool = False
@@ -91,6 +94,8 @@ class Deployment(BaseModel):
     phases: dict[str, float] = Field(default_factory=dict)
     outcome: Outcome = "pending"
     failure: FailureReport | None = None
+    # The seed's emergency switch: the test hook is not run, and history says so.
+    skip_tests: bool = False
     notes: list[str] = Field(default_factory=list)
 
     @property

@@ -9,17 +9,25 @@ and reused; host keys are always checked against the spec's known_hosts file.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Protocol
 
 import asyncssh
 
-from deploy.commands import KILL_AFTER, Command, display, render
+from deploy.commands import KILL_AFTER, Command, Result, render
+from deploy.errors import (
+    CommandFailed,
+    HostError,
+    HostKeyRejected,
+    HostUnreachable,
+    OutputTooLarge,
+    command_failed,
+)
 from deploy.spec import HostSpec, SSHSpec
 
 LineCallback = Callable[[str], Awaitable[None]]
@@ -29,45 +37,19 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 MAX_LINE = 2000
 # OpenSSH allows 10 sessions per connection (MaxSessions); stay under it.
 CHANNELS_PER_CONNECTION = 8
+CHUNK = 1 << 16
 
-
-@dataclass
-class Result:
-    exit_status: int
-    tail: list[str] = field(default_factory=list)
-    duration: float = 0.0
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.tail)
-
-
-class HostError(Exception):
-    def __init__(self, host: str, message: str) -> None:
-        super().__init__(f"{host}: {message}")
-        self.host = host
-        self.reason = message
-
-
-class HostUnreachable(HostError):
-    """The host cannot be reached (or stopped answering) over SSH."""
-
-
-class HostKeyRejected(HostUnreachable):
-    """The host's key is not in known_hosts, or does not match it."""
-
-
-class CommandFailed(HostError):
-    def __init__(self, host: str, cmd: Command, result: Result) -> None:
-        status = result.exit_status
-        what = f"timed out after {cmd.timeout:g} s" if status in (124, 137) else f"exit {status}"
-        super().__init__(host, f"{cmd.step} failed ({what})")
-        self.cmd = cmd
-        self.result = result
-
-    @property
-    def command_text(self) -> str:
-        return display(self.cmd)
+__all__ = [
+    "CommandFailed",
+    "Executor",
+    "HostError",
+    "HostKeyRejected",
+    "HostUnreachable",
+    "LocalExecutor",
+    "Result",
+    "SSHExecutor",
+    "executor_for",
+]
 
 
 class Executor(Protocol):
@@ -85,17 +67,57 @@ class Executor(Protocol):
 
 
 class _Output:
-    def __init__(self, on_line: LineCallback | None) -> None:
+    """The merged output of one command: a tail for reports, streamed lines for
+    progress, and for data commands the whole text, up to the command's limit."""
+
+    def __init__(self, cmd: Command, on_line: LineCallback | None) -> None:
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.on_line = on_line
+        self.limit = cmd.data_limit
+        self.kept: list[str] = []
+        self.size = 0
+        self.overflow = False
 
     async def feed(self, raw: str) -> None:
+        if self.limit:
+            self.size += len(raw.encode())
+            if self.size > self.limit:
+                self.overflow = True
+            elif not self.overflow:
+                self.kept.append(raw if raw.endswith("\n") else raw + "\n")
         line = _ANSI.sub("", raw).rstrip()[:MAX_LINE]
         if not line:
             return
         self.tail.append(line)
         if self.on_line is not None:
             await self.on_line(line)
+
+    def result(self, host: str, cmd: Command, status: int, started: float, check: bool) -> Result:
+        result = Result(status, list(self.tail), time.monotonic() - started, "".join(self.kept))
+        if self.overflow:
+            raise OutputTooLarge(host, cmd, result)
+        if check and status != 0:
+            raise command_failed(host, cmd, result)
+        return result
+
+
+async def _pump(read: Callable[[int], Awaitable[str]], output: _Output) -> None:
+    """Feed output line by line, reading in chunks: a single line of any length (a
+    minified log record, a progress bar without newlines) must not break the reader."""
+    pending = ""
+    while True:
+        chunk = await read(CHUNK)
+        if not chunk:
+            break
+        pending += chunk
+        *lines, pending = pending.split("\n")
+        for line in lines:
+            await output.feed(line + "\n")
+        if len(pending) > CHUNK:  # no newline for a long while: pass it on as it is
+            await output.feed(pending)
+            pending = ""
+    if pending:
+        await output.feed(pending)
 
 
 class SSHExecutor:
@@ -148,7 +170,7 @@ class SSHExecutor:
         self, cmd: Command, *, on_line: LineCallback | None = None, check: bool = True
     ) -> Result:
         started = time.monotonic()
-        output = _Output(on_line)
+        output = _Output(cmd, on_line)
         async with self._channels:
             process = await self._start(cmd)
             try:
@@ -156,10 +178,18 @@ class SSHExecutor:
                     if cmd.stdin is not None:
                         process.stdin.write(cmd.stdin)
                     process.stdin.write_eof()
-                    async for raw in process.stdout:
-                        await output.feed(raw)
+                    await _pump(process.stdout.read, output)
                     completed = await process.wait()
-            except (asyncssh.Error, OSError, TimeoutError) as exc:
+            except TimeoutError:
+                # The host's own `timeout` should have ended it long ago: the host
+                # stopped answering, which is not the command's fault.
+                process.close()
+                raise HostUnreachable(
+                    self.name,
+                    f"no answer during {cmd.step} for {cmd.timeout + KILL_AFTER + 10:g} s "
+                    "(the command's own limit is enforced on the host)",
+                ) from None
+            except (asyncssh.Error, OSError) as exc:
                 process.close()
                 raise HostUnreachable(
                     self.name, f"connection lost during {cmd.step}: {_reason(exc)}"
@@ -167,10 +197,7 @@ class SSHExecutor:
         status = completed.exit_status
         if status is None:  # killed by a signal on the host
             status = 128 + 9
-        result = Result(status, list(output.tail), time.monotonic() - started)
-        if check and status != 0:
-            raise CommandFailed(self.name, cmd, result)
-        return result
+        return output.result(self.name, cmd, status, started, check)
 
     async def _start(self, cmd: Command) -> asyncssh.SSHClientProcess[str]:
         line = render(cmd)
@@ -217,7 +244,7 @@ class LocalExecutor:
         self, cmd: Command, *, on_line: LineCallback | None = None, check: bool = True
     ) -> Result:
         started = time.monotonic()
-        output = _Output(on_line)
+        output = _Output(cmd, on_line)
         process = await asyncio.create_subprocess_exec(
             "sh",
             "-c",
@@ -230,15 +257,18 @@ class LocalExecutor:
         if cmd.stdin is not None:
             process.stdin.write(cmd.stdin.encode())
         process.stdin.close()
-        async for raw in process.stdout:
-            await output.feed(raw.decode(errors="replace"))
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stdout = process.stdout
+
+        async def read(size: int) -> str:
+            chunk = await stdout.read(size)
+            return decoder.decode(chunk, final=not chunk)
+
+        await _pump(read, output)
         status = await process.wait()
         if status < 0:
             status = 128 - status
-        result = Result(status, list(output.tail), time.monotonic() - started)
-        if check and status != 0:
-            raise CommandFailed(self.name, cmd, result)
-        return result
+        return output.result(self.name, cmd, status, started, check)
 
     @contextlib.asynccontextmanager
     async def tunnel(self, address: str, port: int) -> AsyncIterator[int]:

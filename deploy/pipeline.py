@@ -10,30 +10,41 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
-from deploy import probes
 from deploy.commands import compose
 from deploy.commands import state as state_commands
-from deploy.context import Cancelled, Context, PhaseFailed, Refused, StepFailed
+from deploy.context import Context
 from deploy.deployment import Deployment, FailureReport, HostProgress
+from deploy.errors import (
+    GreenlightError,
+    HostError,
+    HostUnreachable,
+    PhaseFailed,
+    Refused,
+)
 from deploy.events import Event, EventSink, Kind
-from deploy.executor import CommandFailed, HostError, HostUnreachable
+from deploy.ops.colors import teardown
+from deploy.ops.locks import release_all
+from deploy.ops.records import record_history, record_verdict
 from deploy.phases.backup import backup
 from deploy.phases.finalize import finalize
 from deploy.phases.monitor import monitor
-from deploy.phases.preflight import preflight, release_all, take_locks
+from deploy.phases.preflight import preflight, take_locks
 from deploy.phases.prepare import new_deployment, prepare
-from deploy.phases.record import record_history, record_verdict
-from deploy.phases.rollback import ensure_running, rollback_switched, teardown_host
+from deploy.phases.restore import restore
+from deploy.phases.rollback import rollback_switched
+from deploy.phases.smoke import smoke
 from deploy.phases.stage import stage
 from deploy.phases.switch import switch
-from deploy.phases.verify import smoke, verify
+from deploy.phases.test import run_tests
+from deploy.phases.verify import verify
 from deploy.registry import RegistryError
 from deploy.spec import HostSpec, Spec, SpecError
 from deploy.state import HostState, now, parse_host_state
 from deploy.versions import InvalidVersion, deployment_id, parse_version
 
-Phase = Callable[[Context], Awaitable[None]]
+Phase = Callable[[Context], Awaitable[object]]
 CancelCheck = Callable[[], Awaitable[bool]]
 
 DEPLOY_PHASES: list[tuple[str, Phase]] = [
@@ -42,14 +53,15 @@ DEPLOY_PHASES: list[tuple[str, Phase]] = [
     ("backup", backup),
     ("stage", stage),
     ("verify", verify),
+    ("test", run_tests),
     ("smoke", smoke),
     ("switch", switch),
     ("monitor", monitor),
     ("finalize", finalize),
 ]
-# Failures in these phases say something about the release itself.
-APP_PHASES = {"stage", "verify", "smoke", "monitor"}
-LOG_PHASES = {"stage", "verify", "smoke", "monitor"}
+# Failures in these phases can say something about the release itself.
+APP_PHASES = {"stage", "verify", "test", "smoke", "monitor"}
+LOG_PHASES = APP_PHASES
 
 
 async def run_phase(ctx: Context, name: str, phase: Phase) -> None:
@@ -81,26 +93,11 @@ async def failure_report(ctx: Context, phase: str, exc: Exception) -> FailureRep
     if isinstance(exc, PhaseFailed):
         return exc.report
     report = FailureReport(phase=phase, message=str(exc) or type(exc).__name__)
-    if isinstance(exc, HostError):
-        report.host = exc.host
-        report.message = exc.reason
-    if isinstance(exc, CommandFailed):
-        report.step = exc.cmd.step
-        report.command = exc.command_text
-        report.exit_status = exc.result.exit_status
-        report.output = exc.result.tail
-    elif isinstance(exc, StepFailed):
-        report.step = exc.step
-        report.output = exc.output
-    elif isinstance(exc, probes.ProbeFailed):
-        report.host = exc.host
-        report.output = [p.summary for p in exc.probes]
-    elif not isinstance(exc, (HostError, RegistryError, Cancelled)):
+    if isinstance(exc, GreenlightError):
+        exc.describe(report)
+        report.app_fault = phase in APP_PHASES and exc.blames_release
+    elif not isinstance(exc, RegistryError):
         report.message = f"unexpected {type(exc).__name__}: {exc}"
-    pulling = report.step is not None and report.step.startswith("pull ")
-    report.app_fault = (
-        phase in APP_PHASES and not isinstance(exc, (HostUnreachable, Cancelled)) and not pulling
-    )
     if phase in LOG_PHASES and not isinstance(exc, HostUnreachable):
         hosts = [ctx.host(report.host)] if report.host else ctx.hosts
         lines = 30 if len(hosts) == 1 else 8
@@ -109,7 +106,7 @@ async def failure_report(ctx: Context, phase: str, exc: Exception) -> FailureRep
             report.container_logs += (
                 logs if len(hosts) == 1 else [f"{host.name}: {x}" for x in logs]
             )
-    return report
+    return FailureReport.model_validate(ctx.redact.deep(report.model_dump()))
 
 
 async def _container_logs(ctx: Context, host: HostSpec, lines: int) -> list[str]:
@@ -157,7 +154,7 @@ async def recover(ctx: Context, report: FailureReport) -> None:
     if outcome != "unknown":
         for host in ctx.hosts:
             try:
-                await teardown_host(ctx, host, phase="cleanup")
+                await teardown(ctx, host, phase="cleanup")
             except HostError as exc:
                 record.notes.append(f"{host.name}: {record.version} left running ({exc.reason})")
     record.finished_at = now()
@@ -192,49 +189,86 @@ async def _record_failure(ctx: Context, report: FailureReport) -> None:
     await ctx.each_host(write)
 
 
-async def run_deploy_phases(ctx: Context, phases: list[tuple[str, Phase]]) -> Deployment:
+async def begin(ctx: Context) -> None:
     record = ctx.deployment
     await ctx.emit(
         Kind.deploy_started,
-        f"{record.kind} {record.version} to {record.env} by {record.who}",
+        f"{record.kind} {record.version} to {record.env} by {record.who}"
+        + (" (tests skipped)" if record.skip_tests else ""),
         version=record.version,
         env=record.env,
         who=record.who,
         hosts=[h.name for h in ctx.hosts],
+        skip_tests=record.skip_tests,
     )
-    try:
-        for name, phase in phases:
-            await run_phase(ctx, name, phase)
-    except Refused as exc:
-        record.outcome = "refused"
-        record.failure = FailureReport(phase="refused", message=str(exc))
-        record.finished_at = now()
-    except PhaseFailed as exc:
-        await recover(ctx, exc.report)
-    finally:
-        await ctx.close()
+
+
+async def finish(ctx: Context) -> Deployment:
+    record = ctx.deployment
+    await ctx.close()
     await ctx.emit(
         Kind.deploy_finished,
-        _summary(record),
+        summary(record),
         outcome=record.outcome,
         exit_code=record.exit_code,
         phases=record.phases,
         notes=record.notes,
         failure=record.failure.model_dump() if record.failure else None,
+        skip_tests=record.skip_tests,
     )
     return record
 
 
-def _summary(record: Deployment) -> str:
+async def run_deploy_phases(ctx: Context, phases: list[tuple[str, Phase]]) -> Deployment:
+    """begin, every phase in turn, recovery on failure, finish: the in-process driver."""
+    record = ctx.deployment
+    await begin(ctx)
+    try:
+        for name, phase in phases:
+            await run_phase(ctx, name, phase)
+    except Refused as exc:
+        record.outcome = "refused"
+        record.failure = FailureReport(phase="refused", message=ctx.redact(str(exc)))
+        record.finished_at = now()
+    except PhaseFailed as exc:
+        await recover(ctx, exc.report)
+    except BaseException:
+        await ctx.close()
+        raise
+    return await finish(ctx)
+
+
+def summary(record: Deployment) -> str:
     what = f"{record.kind} of {record.version} to {record.env}"
+    if record.kind == "rollback" and record.outcome == "refused":
+        asked = f" to {record.version}" if record.version != "?" else ""
+        what = f"rollback of {record.env}{asked}"
+    skipped = " (tests skipped)" if record.skip_tests else ""
     return {
-        "live": f"{what}: {record.version} is live",
+        "live": f"{what}: {record.version} is live{skipped}",
         "rolled_back": f"{what} failed and was rolled back to {record.previous_version}",
         "not_switched": f"{what} failed before the switch; production untouched",
         "refused": f"{what} refused: {record.failure.message if record.failure else ''}",
         "unknown": f"{what}: FINAL STATE UNKNOWN, check the hosts",
         "pending": f"{what}: unfinished",
     }[record.outcome]
+
+
+def context(
+    spec: Spec,
+    record: Deployment,
+    sink: EventSink,
+    registry_password: str | None,
+    cancel: CancelCheck | None,
+) -> Context:
+    return Context(
+        spec,
+        spec.environment(record.env),
+        record,
+        sink,
+        registry_password=registry_password,
+        cancel_requested=cancel,
+    )
 
 
 async def deploy(
@@ -246,69 +280,81 @@ async def deploy(
     *,
     registry_password: str | None = None,
     cancel: CancelCheck | None = None,
+    skip_tests: bool = False,
 ) -> Deployment:
     """The whole pipeline; never raises for a deployment problem, read `.outcome`."""
     try:
         record = new_deployment(spec, env_name, version, who)
     except Refused as exc:
-        plan = Deployment(id="refused", env=env_name or "?", version=version[:64], who=who)
+        plan = Deployment(
+            id=_request_id(env_name or "?", "invalid"), env=env_name or "?", version="?", who=who
+        )
         return await _refused(plan, str(exc), sink)
-    env = spec.environment(record.env)
-    ctx = Context(
-        spec, env, record, sink, registry_password=registry_password, cancel_requested=cancel
-    )
+    record.skip_tests = skip_tests
+    ctx = context(spec, record, sink, registry_password, cancel)
     return await run_deploy_phases(ctx, DEPLOY_PHASES)
+
+
+def _request_id(env: str, what: str) -> str:
+    return f"{env}-{what}-{now():%Y%m%d_%H%M%S}"
 
 
 # -- rollback on demand -------------------------------------------------------------
 
 
-def choose_rollback(states: list[HostState], to: str | None) -> tuple[str, str, str]:
-    """(version, image, digest) every host can go back to at once, or Refused saying why."""
-    targets = set()
-    for state in states:
-        if state.live is None or state.live_record is None:
-            raise Refused(f"{state.host}: nothing is live, so there is nothing to roll back")
-        idle = state.colors.get(state.idle_color())
-        if idle is None or idle.status in ("removed", "failed", "staging"):
-            good = sorted(
-                v
-                for v, r in state.verdicts.items()
-                if r.verdict == "good" and v != state.live.version
-            )
-            hint = f"; redeploy one with --to ({', '.join(good)})" if good else ""
-            raise Refused(
-                f"{state.host}: no previous version is kept beside {state.live.version}{hint}"
-            )
-        if to is not None and idle.version != to:
-            raise Refused(f"{state.host}: the previous colour runs {idle.version}, not {to}")
-        if state.is_bad(idle.version):
-            reason = state.verdicts[idle.version].reason
-            raise Refused(
-                f"{state.host}: the previous version {idle.version} is recorded as bad "
-                f"({reason}); nothing good to return to"
-            )
-        targets.add((idle.version, idle.image, idle.digest))
-    if len(targets) != 1:
+@dataclass(frozen=True)
+class RollbackPlan:
+    version: str
+    image: str
+    digest: str
+
+
+def choose_rollback(states: list[HostState], to: str | None, image: str) -> RollbackPlan:
+    """The release every host goes back to: `to`, or the last good release before the
+    live one, whatever failed in between. Refused, saying why, when there is none."""
+    plans = {_host_plan(state, to, image) for state in states}
+    if len(plans) != 1:
         raise Refused(
-            "hosts disagree on the previous version: " + ", ".join(sorted(t[0] for t in targets))
+            "hosts disagree on the previous version: " + ", ".join(sorted(p.version for p in plans))
         )
-    return targets.pop()
+    return plans.pop()
 
 
-async def _restore(ctx: Context) -> None:
-    """The rollback's stage+verify: the previous colour must be running and healthy."""
-
-    async def warm(host: HostSpec) -> None:
-        await ensure_running(ctx, host, ctx.target_slot(host), phase="restore")
-        ctx.progress(host).verified = True
-
-    await ctx.each_host(warm)
+def _host_plan(state: HostState, to: str | None, image: str) -> RollbackPlan:
+    if state.live is None or state.live_record is None:
+        raise Refused(f"{state.host}: nothing is live, so there is nothing to roll back")
+    live = state.live_record
+    idle = state.colors.get(state.idle_color())
+    kept = idle if idle and idle.status in ("running", "stopped") else None
+    if to is not None:
+        if to == live.version:
+            raise Refused(f"{state.host}: {to} is what is live now")
+        if state.is_bad(to):
+            raise Refused(f"{state.host}: {to} is recorded as bad; it is never rolled back to")
+        if kept is not None and kept.version == to:
+            return RollbackPlan(kept.version, kept.image, kept.digest)
+        released = [e for e in state.releases if e.version == to and e.digest]
+        if not released:
+            raise Refused(f"{state.host}: {to} was never live here; use deploy")
+        return RollbackPlan(
+            to, released[-1].image or f"{image}@{released[-1].digest}", released[-1].digest
+        )
+    entry = state.last_good_release()
+    if entry is not None and entry.digest:
+        if kept is not None and kept.version == entry.version:
+            return RollbackPlan(kept.version, kept.image, kept.digest)
+        return RollbackPlan(entry.version, entry.image or f"{image}@{entry.digest}", entry.digest)
+    if kept is not None and not state.is_bad(kept.version) and kept.version != live.version:
+        return RollbackPlan(kept.version, kept.image, kept.digest)
+    raise Refused(
+        f"{state.host}: no good release before {live.version} is known here "
+        + ("(the previous one is recorded as bad)" if kept else "(nothing was live before it)")
+    )
 
 
 ROLLBACK_PHASES: list[tuple[str, Phase]] = [
     ("preflight", take_locks),
-    ("restore", _restore),
+    ("restore", restore),
     ("switch", switch),
     ("finalize", finalize),
 ]
@@ -324,64 +370,33 @@ async def rollback(
     registry_password: str | None = None,
     cancel: CancelCheck | None = None,
 ) -> Deployment:
-    """Go back to the previous colour's version (or `to`); refused when nothing good is kept.
-
-    `to` a version that no colour keeps any more becomes a full deployment of it,
-    provided it was once live here and is not recorded as bad.
-    """
-    plan = Deployment(id="rollback", kind="rollback", env=env_name or "?", version="?", who=who)
+    """Go back to the last good release before the live one (or `to`): a reload when the
+    idle colour keeps it warm, a restore from its image when it does not."""
+    plan = Deployment(
+        id=_request_id(env_name or "?", "rollback"),
+        kind="rollback",
+        env=env_name or "?",
+        version="?",
+        who=who,
+    )
     try:
         env = spec.environment(env_name)
+        plan.env = env.name
         wanted = parse_version(to).tag if to else None
     except (SpecError, InvalidVersion) as exc:
         return await _refused(plan, str(exc), sink)
-    ctx = Context(
-        spec, env, plan, sink, registry_password=registry_password, cancel_requested=cancel
-    )
+    plan.version = wanted or "?"
+    ctx = context(spec, plan, sink, registry_password, cancel)
     try:
         states = await read_states(ctx)
-        if wanted and not all(_keeps(state, wanted) for state in states):
-            await ctx.close()
-            return await _redeploy(spec, env.name, wanted, who, sink, states, registry_password)
-        version, image, digest = choose_rollback(states, wanted)
+        chosen = choose_rollback(states, wanted, spec.image)
     except (Refused, HostError) as exc:
         await ctx.close()
-        return await _refused(plan, str(exc), sink)
-    ctx.deployment = Deployment(
-        id=deployment_id(env.name, parse_version(version)),
-        kind="rollback",
-        env=env.name,
-        version=version,
-        image=image,
-        digest=digest,
-        who=who,
-    )
-    ctx.deployment.hosts = {h.name: HostProgress(name=h.name) for h in env.hosts}
+        return await _refused(plan, ctx.redact(str(exc)), sink)
+    plan.version, plan.image, plan.digest = chosen.version, chosen.image, chosen.digest
+    plan.id = deployment_id(env.name, parse_version(chosen.version))
+    plan.hosts = {h.name: HostProgress(name=h.name) for h in env.hosts}
     return await run_deploy_phases(ctx, ROLLBACK_PHASES)
-
-
-def _keeps(state: HostState, version: str) -> bool:
-    idle = state.colors.get(state.idle_color())
-    return idle is not None and idle.version == version and idle.status in ("running", "stopped")
-
-
-async def _redeploy(
-    spec: Spec,
-    env: str,
-    version: str,
-    who: str,
-    sink: EventSink,
-    states: list[HostState],
-    registry_password: str | None,
-) -> Deployment:
-    plan = Deployment(id="rollback", kind="rollback", env=env, version=version, who=who)
-    for state in states:
-        if state.is_bad(version):
-            reason = state.verdicts[version].reason
-            return await _refused(plan, f"{version} is recorded as bad ({reason})", sink)
-    if not any(version in s.verdicts for s in states):
-        return await _refused(plan, f"{version} was never live here; use deploy", sink)
-    return await deploy(spec, env, version, who, sink, registry_password=registry_password)
 
 
 async def _refused(record: Deployment, message: str, sink: EventSink) -> Deployment:
@@ -392,7 +407,7 @@ async def _refused(record: Deployment, message: str, sink: EventSink) -> Deploym
         Event(
             kind=Kind.deploy_finished,
             deployment=record.id,
-            message=_summary(record),
+            message=summary(record),
             data={"outcome": "refused", "exit_code": 2, "failure": record.failure.model_dump()},
         )
     )
@@ -402,6 +417,6 @@ async def _refused(record: Deployment, message: str, sink: EventSink) -> Deploym
 async def read_states(ctx: Context) -> list[HostState]:
     async def read(host: HostSpec) -> HostState:
         result = await ctx.run(host, state_commands.read(ctx.layout), phase="status", quiet=True)
-        return parse_host_state(host.name, result.tail)
+        return parse_host_state(host.name, result.output)
 
     return await ctx.each_host(read)

@@ -18,7 +18,10 @@ from typing import Any
 
 import httpx
 
+from deploy.errors import ProbeFailed, WrongColour
 from deploy.spec import HealthSpec, SmokeRequest, StabilitySpec
+
+__all__ = ["Probe", "ProbeFailed", "WrongColour"]
 
 USER_AGENT = "greenlight-probe/1"
 STILL_STARTING_EVERY = 2.0
@@ -38,13 +41,6 @@ class Probe:
         if self.status is None:
             return f"{self.url}: {self.error or 'no answer'}"
         return f"{self.url}: HTTP {self.status} in {self.latency * 1000:.0f} ms"
-
-
-class ProbeFailed(Exception):
-    def __init__(self, message: str, probes: Sequence[Probe] = ()) -> None:
-        super().__init__(message)
-        self.probes = list(probes)
-        self.host: str | None = None  # set by the fan-out that probed on a host's behalf
 
 
 @functools.cache
@@ -89,6 +85,18 @@ async def fetch(
 
 
 # -- pure checks ------------------------------------------------------------------
+
+
+def check_version(probe: Probe, expected: str | None) -> None:
+    """WrongColour when a probe aimed at one colour is answered by another version:
+    the port belongs to another container (ports swapped in the spec, say)."""
+    if expected is None or probe.version is None or probe.version == expected:
+        return
+    raise WrongColour(
+        f"{probe.url} answered as {probe.version}, not {expected}: another container "
+        "holds this colour's port (check `ports` in the spec)",
+        [probe],
+    )
 
 
 def health_problem(probe: Probe, spec: HealthSpec) -> str | None:
@@ -184,6 +192,7 @@ async def wait_healthy(
     spec: HealthSpec,
     version_header: str,
     *,
+    expect_version: str | None = None,
     still_starting: Callable[[], Awaitable[None]] | None = None,
     shown: str | None = None,
 ) -> list[Probe]:
@@ -206,6 +215,7 @@ async def wait_healthy(
                 version_header=version_header,
                 shown=(shown or base) + spec.path,
             )
+            check_version(last, expect_version)
             problem = health_problem(last, spec)
             streak = [] if problem else [*streak, last]
             if len(streak) >= spec.successes:
@@ -230,6 +240,7 @@ async def smoke(
     version_header: str,
     timeout: float = 10.0,
     shown: str | None = None,
+    expect_version: str | None = None,
 ) -> list[Probe]:
     """Every smoke request once; ProbeFailed lists every request that failed."""
     async with client(timeout) as http:
@@ -244,6 +255,8 @@ async def smoke(
             )
             for r in requests
         ]
+    for probe in probes:
+        check_version(probe, expect_version)
     found = (smoke_problem(probe, r) for r, probe in zip(requests, probes, strict=True))
     problems = [p for p in found if p]
     if problems:
@@ -283,6 +296,19 @@ async def confirm_version(
                     [last],
                 )
             await asyncio.sleep(0.02)
+
+
+async def answering_version(url: str, version_header: str, samples: int = 3) -> str | None:
+    """The version a new visitor gets now: the most common of a few fresh-connection
+    answers (None when nothing answers with a version)."""
+    seen: dict[str | None, int] = {}
+    async with client(2.0, keepalive=False) as http:
+        for _ in range(samples):
+            probe = await fetch(http, url, version_header=version_header)
+            version = probe.version if probe.status is not None and probe.status < 500 else None
+            seen[version] = seen.get(version, 0) + 1
+            await asyncio.sleep(0.02)
+    return max(seen, key=lambda v: seen[v])
 
 
 async def stability_window(

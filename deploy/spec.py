@@ -243,6 +243,9 @@ class Settings(_Model):
     stability: StabilitySpec = StabilitySpec()
     thresholds: ThresholdsSpec = ThresholdsSpec()
     drain: Annotated[float, Field(ge=0, le=3600)] = 5.0
+    # Seconds the previous release keeps running after a deploy, so that "we spotted a
+    # bug right after the release" is a one-second rollback; 0 stops it at once.
+    keep_previous: Annotated[float, Field(ge=0, le=7 * 86_400)] = 3600.0
     parallel: Annotated[int, Field(ge=1, le=100)] = 10
     pull_timeout: PositiveSeconds = 600.0
     boot_timeout: PositiveSeconds = 120.0
@@ -310,9 +313,6 @@ class Spec(_Model):
         if name not in self.environments:
             raise SpecError(f"unknown environment {name!r} (known: {choices})")
         return self.environments[name]
-
-    def project(self, color: Color) -> str:
-        return f"{self.app}-{color}"
 
     @property
     def registry_host(self) -> str:

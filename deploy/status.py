@@ -7,9 +7,11 @@ from typing import Any
 
 from deploy.commands import state as state_commands
 from deploy.commands.layout import layout_for
-from deploy.executor import HostError, executor_for
+from deploy.errors import HostError
+from deploy.executor import executor_for
 from deploy.spec import HostSpec, Spec
 from deploy.state import HistoryEntry, HostState, parse_host_state
+from deploy.versions import version_key
 
 
 async def collect_status(spec: Spec, env_name: str | None, history: int = 10) -> dict[str, Any]:
@@ -24,8 +26,8 @@ async def collect_status(spec: Spec, env_name: str | None, history: int = 10) ->
             return {"name": host.name, "reachable": False, "error": exc.reason}, None
         finally:
             await executor.close()
-        state = parse_host_state(host.name, result.tail)
-        return describe_host(state), state
+        state = parse_host_state(host.name, result.output)
+        return describe_host(state, env.name), state
 
     results = await asyncio.gather(*(one(h) for h in env.hosts))
     entries: dict[str, HistoryEntry] = {}
@@ -41,7 +43,7 @@ async def collect_status(spec: Spec, env_name: str | None, history: int = 10) ->
     }
 
 
-def describe_host(state: HostState) -> dict[str, Any]:
+def describe_host(state: HostState, env: str) -> dict[str, Any]:
     live = state.live_record
     return {
         "name": state.host,
@@ -54,8 +56,14 @@ def describe_host(state: HostState) -> dict[str, Any]:
             c: r.model_dump(include={"version", "status", "digest"})
             for c, r in state.colors.items()
         },
-        "lock": state.lock.describe() if state.lock else None,
-        "bad_versions": sorted(v for v in state.verdicts if state.is_bad(v)),
+        "lock": state.lock.describe(env) if state.lock else None,
+        "switch": (
+            f"unfinished switch to {state.switch.to_version} ({state.switch.to_color}) by "
+            f"{state.switch.deployment}; the next deployment reconciles it"
+            if state.switch
+            else None
+        ),
+        "bad_versions": sorted(state.bad, key=version_key),
         "problems": state.problems,
     }
 

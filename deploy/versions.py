@@ -77,6 +77,14 @@ def parse_version(text: str) -> Version:
     )
 
 
+def version_key(text: str) -> tuple[int, int, int, bool, PrereleaseKey]:
+    """A sort key for version text kept on hosts; text that is not semver sorts first."""
+    try:
+        return parse_version(text).sort_key()
+    except InvalidVersion:
+        return (-1, 0, 0, False, ())
+
+
 def deployment_id(env: str, version: Version, at: datetime | None = None) -> str:
     """`<env>-<version>-<UTC yyyymmdd_HHMMSS>`, e.g. production-v1.0.1-20241227_183050."""
     moment = (at or datetime.now(UTC)).astimezone(UTC)

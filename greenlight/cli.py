@@ -35,6 +35,11 @@ def parser() -> argparse.ArgumentParser:
     deploy = sub.add_parser("deploy", parents=[common], help="run the whole pipeline")
     deploy.add_argument("version", help="semver, e.g. v1.0.1")
     deploy.add_argument("--who", help="who asked (default: $GREENLIGHT_WHO or your login)")
+    deploy.add_argument(
+        "--skip-tests",
+        action="store_true",
+        help="do not run the test hook (emergencies only; recorded in history)",
+    )
     rollback = sub.add_parser("rollback", parents=[common], help="go back to the previous version")
     rollback.add_argument("--to", help="the version to go back to")
     rollback.add_argument("--who", help="who asked")
@@ -93,6 +98,7 @@ async def _run(spec: Spec, args: argparse.Namespace, settings: Any) -> int:
             sink,
             registry_password=password,
             cancel=cancel.requested,
+            skip_tests=args.skip_tests,
         )
     else:
         record = await rollback(
@@ -225,6 +231,8 @@ def render_status(report: dict[str, Any]) -> list[str]:
             lines.append(f"      {color}: {record['version']} {record['status']}")
         if host.get("lock"):
             lines.append(f"      LOCKED: {host['lock']}")
+        if host.get("switch"):
+            lines.append(f"      SWITCH: {host['switch']}")
         for problem in host.get("problems", []):
             lines.append(f"      problem: {problem}")
     if report["history"]:

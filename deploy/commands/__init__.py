@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 KILL_AFTER = 5
+# What a data command (state read, lock, facts) may print before its answer is refused.
+# The host keeps these answers small and constant (bad versions by name, the last few
+# history lines); hundreds of versions and thousands of history lines stay far below
+# it, and an answer above it is a broken host, never silently cut.
+DATA_LIMIT = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,8 @@ class Command:
     cwd: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     stdin: str | None = None
+    # Bytes of output kept whole for parsing; 0 keeps only the report tail.
+    data_limit: int = 0
 
     def __post_init__(self) -> None:
         if not self.argv:
@@ -38,6 +45,25 @@ class Command:
                 raise ValueError("command words cannot contain NUL")
 
 
+@dataclass
+class Result:
+    """What a command returned: its exit status, the tail of its merged output (for
+    reports), and for data commands the whole output (for parsing)."""
+
+    exit_status: int
+    tail: list[str] = field(default_factory=list)
+    duration: float = 0.0
+    output: str = ""
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.tail)
+
+    @property
+    def lines(self) -> list[str]:
+        return self.output.splitlines()
+
+
 def command(
     *argv: str,
     step: str,
@@ -45,13 +71,19 @@ def command(
     cwd: str | None = None,
     env: Mapping[str, str] | None = None,
     stdin: str | None = None,
+    data_limit: int = 0,
 ) -> Command:
-    return Command(tuple(argv), step, timeout, cwd, dict(env or {}), stdin)
+    return Command(tuple(argv), step, timeout, cwd, dict(env or {}), stdin, data_limit)
 
 
 def sh(script: str, *args: str, step: str, name: str = "greenlight", **kw: object) -> Command:
     """A fixed POSIX sh script; dynamic values only ever arrive as positional args."""
     return command("sh", "-c", script, name, *args, step=step, **kw)  # type: ignore[arg-type]
+
+
+def data(script: str, *args: str, step: str, **kw: object) -> Command:
+    """A script whose output is an answer to parse: kept whole, up to DATA_LIMIT."""
+    return sh(script, *args, step=step, data_limit=DATA_LIMIT, **kw)  # type: ignore[arg-type]
 
 
 def render(cmd: Command) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deploy.commands import Command, sh
+from deploy.commands import Command, data, sh
 from deploy.commands.layout import Slot
 from deploy.spec import HookSpec
 
@@ -59,7 +59,7 @@ def save_containers(slot: Slot, directory: str) -> Command:
 
 
 def describe(app_dir: str, directory: str, file: str) -> Command:
-    return sh(_DESCRIBE, directory, file, step="measure backup", timeout=120, cwd=app_dir)
+    return data(_DESCRIBE, directory, file, step="measure backup", timeout=120, cwd=app_dir)
 
 
 def prune(app_dir: str, root: str, retention_days: int) -> Command:

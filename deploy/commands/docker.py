@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deploy.commands import Command, command, sh
+from deploy.commands import Command, command, data
 from deploy.commands.layout import Slot
 
 _IMAGES = r"""
@@ -20,7 +20,7 @@ def pull(image: str, timeout: float) -> Command:
 
 def running_images(slot: Slot, service: str) -> Command:
     """The image id each of the service's containers runs, and the id the digest names."""
-    return sh(
+    return data(
         _IMAGES,
         service,
         slot.image,

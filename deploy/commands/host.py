@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deploy.commands import Command, sh
+from deploy.commands import Command, data
 
 _FACTS = r"""
 mkdir -p "$1" || exit 1
@@ -14,13 +14,4 @@ printf 'mem_kb=%s\n' "$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)"
 
 
 def facts(app_dir: str) -> Command:
-    return sh(_FACTS, app_dir, step="check docker, compose, disk and memory", timeout=30)
-
-
-def parse_facts(lines: list[str]) -> dict[str, str]:
-    facts: dict[str, str] = {}
-    for line in lines:
-        key, sep, value = line.partition("=")
-        if sep:
-            facts[key.strip()] = value.strip()
-    return facts
+    return data(_FACTS, app_dir, step="check docker, compose, disk and memory", timeout=30)

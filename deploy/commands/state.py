@@ -4,40 +4,75 @@
     lock/              the deploy lock: `mkdir` is atomic; holds `token` and `owner.json`
     colors/<c>.json    what each colour runs (version, digest, deployment, status)
     verdicts/<v>       the last verdict on a version: good, or bad with the reason
+    switch.json        a switch in progress: written before the upstream file changes,
+                       removed only once the proxy is confirmed to serve what it says
     history.jsonl      one line per finished deployment, append-only
 
 Which colour is live is not stored here: the proxy's upstream file says so (see
 `deploy.commands.proxy`), so the two can never disagree.
+
+A read answers in sections, each always present, ending with `@@end`: the parser
+refuses an answer that lacks any of them. It stays small however long the host has
+been deployed to: bad versions by name only, the last few releases and history lines.
 """
 
 from __future__ import annotations
 
-from deploy.commands import Command, sh
+from deploy.commands import Command, data, sh
 from deploy.commands.layout import Layout
 
 LOCK_HELD_EXIT = 3
+# Releases (history lines of deployments that went live) a read brings back: enough to
+# find the last good release before the live one, whatever failed in between.
+RELEASES = 20
+SECTIONS = (
+    "epoch",
+    "upstream",
+    "blue",
+    "green",
+    "lock",
+    "switch",
+    "bad",
+    "releases",
+    "history",
+    "end",
+)
 
+# `show` prints a file or nothing, and fails the read if a file that exists cannot be
+# read: an unreadable file must never look like an absent one.
 _READ = r"""
-d=$1 up=$2
-echo '@@epoch'; cat "$d/epoch" 2>/dev/null
-echo '@@upstream'; cat "$up" 2>/dev/null
-echo '@@blue'; cat "$d/colors/blue.json" 2>/dev/null
-echo '@@green'; cat "$d/colors/green.json" 2>/dev/null
-echo '@@lock'; cat "$d/lock/owner.json" 2>/dev/null
-echo '@@verdicts'
-for f in "$d"/verdicts/*; do [ -f "$f" ] && cat "$f"; done
-echo '@@history'; tail -n "$3" "$d/history.jsonl" 2>/dev/null
+d=$1 up=$2 n=$3 releases=$4
+show() { if [ -e "$1" ]; then cat "$1" || exit 1; fi; }
+echo '@@epoch'; show "$d/epoch"
+echo '@@upstream'; show "$up"
+echo '@@blue'; show "$d/colors/blue.json"
+echo '@@green'; show "$d/colors/green.json"
+echo '@@lock'; show "$d/lock/owner.json"
+echo '@@switch'; show "$d/switch.json"
+echo '@@bad'
+if [ -d "$d/verdicts" ]; then
+  grep -rl '"verdict":"bad"' "$d/verdicts" 2>/dev/null | sed 's|.*/||'
+fi
+echo '@@releases'
+if [ -f "$d/history.jsonl" ]; then
+  grep -F '"result":"live"' "$d/history.jsonl" | tail -n "$releases"
+fi
+echo '@@history'
+if [ -f "$d/history.jsonl" ]; then tail -n "$n" "$d/history.jsonl" || exit 1; fi
 echo '@@end'
 """
 
 _ACQUIRE = (
     r"""
-d=$1 token=$4 owner=$5
+d=$1 token=$5 owner=$6
 mkdir -p "$d" || exit 1
+n=$(cat "$d/epoch" 2>/dev/null || echo 0)
+case $n in
+  ''|*[!0-9]*) echo "epoch file is corrupt: $n" | head -c 80 >&2; exit 1 ;;
+esac
 if mkdir "$d/lock" 2>/dev/null; then
   printf '%s\n' "$token" > "$d/lock/token"
   printf '%s\n' "$owner" > "$d/lock/owner.json"
-  n=$(cat "$d/epoch" 2>/dev/null || echo 0)
   n=$((n + 1))
   printf '%s\n' "$n" > "$d/epoch.tmp" && mv -f "$d/epoch.tmp" "$d/epoch" || exit 1
   echo '@@acquired'
@@ -80,28 +115,30 @@ cat >> "$1/$2"
 """
 
 
-def read(layout: Layout, history: int = 20) -> Command:
-    return sh(
+def read(layout: Layout, history: int = 10) -> Command:
+    return data(
         _READ,
         layout.state_dir,
         layout.upstream_file,
         str(history),
+        str(RELEASES),
         step="read deploy state",
         timeout=30,
     )
 
 
-def acquire_lock(layout: Layout, token: str, owner_json: str, history: int = 20) -> Command:
+def acquire_lock(layout: Layout, token: str, owner_json: str, history: int = 10) -> Command:
     """Take the lock (or confirm we hold it), bump the epoch, and print the state.
 
     `token` is the deployment's own random token, not its id: two deployments of the
     same version in the same second share an id, never a token.
     """
-    return sh(
+    return data(
         _ACQUIRE,
         layout.state_dir,
         layout.upstream_file,
         str(history),
+        str(RELEASES),
         token,
         owner_json,
         step="take the deploy lock",

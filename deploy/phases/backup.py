@@ -4,11 +4,12 @@ save the containers' state beside it, and prune backups past retention."""
 from __future__ import annotations
 
 from deploy.commands import backup as backup_commands
-from deploy.commands.host import parse_facts
-from deploy.context import Context, StepFailed
+from deploy.context import Context
 from deploy.deployment import BackupRecord
+from deploy.errors import StepFailed
 from deploy.events import Kind
 from deploy.spec import HostSpec
+from deploy.state import parse_facts
 
 PHASE = "backup"
 
@@ -35,7 +36,7 @@ async def backup_host(ctx: Context, host: HostSpec) -> None:
     await ctx.run(host, backup_commands.save_containers(slot, directory), phase=PHASE, quiet=True)
     cmd = backup_commands.describe(ctx.env.app_dir, directory, file)
     result = await ctx.run(host, cmd, phase=PHASE, quiet=True)
-    facts = parse_facts(result.tail)
+    facts = parse_facts(result.lines)
     size = int(facts.get("size") or 0)
     if size == 0:
         raise StepFailed(

@@ -1,17 +1,16 @@
-"""finalize: let the old colour drain, stop it (kept for a fast restart), record the
-release as good, release the lock."""
+"""finalize: let the old colour drain, keep it warm for a fast rollback (the host
+stops it later), record the release as good, release the lock."""
 
 from __future__ import annotations
 
 import asyncio
 
-from deploy.commands import compose
 from deploy.context import Context
+from deploy.errors import HostError
 from deploy.events import Kind
-from deploy.executor import HostError
-from deploy.phases.preflight import release_all
-from deploy.phases.record import record_history, record_verdict
-from deploy.phases.stage import record_color
+from deploy.ops.colors import retire
+from deploy.ops.locks import release_all
+from deploy.ops.records import record_history, record_verdict
 from deploy.spec import HostSpec
 from deploy.state import now
 
@@ -49,10 +48,11 @@ async def finalize_host(ctx: Context, host: HostSpec) -> None:
     progress = ctx.progress(host)
     before = progress.live_before
     if before is not None and before.color != progress.target:
-        slot = ctx.record_slot(host, before)
-        await ctx.run(host, compose.stop(slot), phase=PHASE)
-        await record_color(ctx, host, slot, "stopped", phase=PHASE)
-        if ctx.deployment.kind == "rollback":
+        rolled_back = ctx.deployment.kind == "rollback"
+        # A release rolled back on demand is not worth keeping warm.
+        keep = 0.0 if rolled_back else ctx.env.keep_previous
+        await retire(ctx, host, before, keep=keep, phase=PHASE)
+        if rolled_back:
             await record_verdict(
                 ctx,
                 host,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from deploy.context import Context, Refused
+from deploy.context import Context
 from deploy.deployment import Deployment
+from deploy.errors import Refused
 from deploy.events import Kind
 from deploy.registry import RegistryError, resolve_digest
 from deploy.spec import Spec, SpecError

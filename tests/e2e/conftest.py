@@ -169,3 +169,11 @@ def assert_served(result: LoadResult, *, broken: str | None = None) -> None:
     failures = [s for s in result.failures if not (broken and s.version == broken)]
     assert not failures, f"{result.describe()}; first failures: {failures[:5]}"
     assert len(result.samples) > 100, result.describe()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/e2e needs the test bed: `pytest -m "not e2e"` is the fast suite."""
+    here = Path(__file__).parent
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(here):
+            item.add_marker(pytest.mark.e2e)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from contextlib import ExitStack
 
 from tests.e2e.conftest import FAST, Bed, assert_served
@@ -26,8 +27,10 @@ def test_two_hosts_switch_together(bed: Bed) -> None:
     # No host switched before both were verified: every switch line comes after
     # the last verify line.
     lines = run.output.splitlines()
-    last_verify = max(i for i, line in enumerate(lines) if "verify    h" in line)
-    switches = [i for i, line in enumerate(lines) if "switch    h" in line and "answers" in line]
+    last_verify = max(i for i, line in enumerate(lines) if re.search(r" verify +h\d ", line))
+    switches = [
+        i for i, line in enumerate(lines) if re.search(r" switch +h\d .* answers v1.0.1", line)
+    ]
     assert len(switches) == 2 and min(switches) > last_verify
 
 

@@ -25,7 +25,7 @@ def test_bootstrap_verifies_before_the_proxy_points_at_it(bed: Bed) -> None:
     assert_served(type(result)(result.after(first.start)))
 
 
-def test_upgrade_has_zero_failed_requests_and_keeps_the_old_colour_stopped(bed: Bed) -> None:
+def test_upgrade_has_zero_failed_requests_and_keeps_the_old_colour_warm(bed: Bed) -> None:
     spec = bed.spec(**FAST)
     assert bed.greenlight("deploy", "v1.0.0", config=spec).code == 0
     with bed.load("h1") as load:
@@ -39,11 +39,9 @@ def test_upgrade_has_zero_failed_requests_and_keeps_the_old_colour_stopped(bed: 
     assert switched and not [s for s in result.after(switched.end) if s.version == "v1.0.0"]
     host = bed.status(spec)["hosts"][0]
     assert host["live"]["version"] == "v1.0.1" and host["live"]["color"] == "green"
-    assert host["colors"]["blue"] == {
-        "version": "v1.0.0",
-        "status": "stopped",
-        "digest": host["colors"]["blue"]["digest"],
-    }
+    assert host["colors"]["blue"]["version"] == "v1.0.0"
+    assert host["colors"]["blue"]["status"] == "running"  # warm, for a one-second rollback
+    assert run.has(r"blue \(v1.0.0\) kept warm until \d\d:\d\d:\d\d UTC")
     backups = sorted((bed.app_dir("h1") / "backups").glob("pre-deploy-v1.0.1-*"))
     assert len(backups) == 1
     dump = json.loads((backups[0] / "db.json").read_text())
@@ -128,14 +126,17 @@ def test_rollback_on_demand_returns_to_the_previous_version(bed: Bed) -> None:
         run = bed.greenlight("rollback", config=spec)
     result = load.stop()
     assert run.code == 0, run.output
-    assert run.has(r"blue \(v1.0.0\) is not running; starting it")  # it was stopped
     assert_served(result)
     assert bed.live(spec) == {"h1": "v1.0.0"}
     # v1.0.1 is now recorded as bad: a second rollback has nothing good to go to.
     again = bed.greenlight("rollback", config=spec)
     assert again.code == 2, again.output
-    assert again.has(r"previous version v1.0.1 is recorded as bad \(rolled back by e2e\)")
+    assert again.has(
+        r"rollback of production refused: h1: no good release before v1.0.0 is known here "
+        r"\(the previous one is recorded as bad\)"
+    )
     assert bed.live(spec) == {"h1": "v1.0.0"}
+    assert bed.status(spec)["hosts"][0]["colors"]["green"]["status"] == "stopped"
 
 
 def test_rollback_with_nothing_to_return_to_is_refused(bed: Bed) -> None:
@@ -144,7 +145,11 @@ def test_rollback_with_nothing_to_return_to_is_refused(bed: Bed) -> None:
     assert empty.code == 2 and empty.has(r"nothing is live, so there is nothing to roll back")
     assert bed.greenlight("deploy", "v1.0.0", config=spec).code == 0
     only = bed.greenlight("rollback", config=spec)
-    assert only.code == 2 and only.has(r"no previous version is kept beside v1.0.0")
+    assert only.code == 2 and only.has(r"no good release before v1.0.0 is known here")
+    unknown = bed.greenlight("rollback", "--to", "v0.9.0", config=spec)
+    assert unknown.code == 2 and unknown.has(
+        r"rollback of production to v0.9.0 refused: h1: v0.9.0 was never live here; use deploy"
+    )
 
 
 def test_a_switch_that_does_not_take_effect_is_switched_back(bed: Bed) -> None:

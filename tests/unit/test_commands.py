@@ -7,8 +7,10 @@ import pytest
 
 from deploy.commands import Command, command, compose, display, docker, proxy, render
 from deploy.commands.layout import Layout, Slot
+from deploy.errors import CommandFailed, CommandTimedOut
 from deploy.executor import LocalExecutor
 from deploy.spec import HookSpec, HostSpec, ProxySpec
+from deploy.state import parse_live
 
 LAYOUT = Layout("shop", "srv/shop", "compose.yml", "nginx/upstream.conf", "backups")
 HOST = HostSpec(name="web1", address="10.0.0.5", app_address="127.0.0.1")
@@ -106,32 +108,38 @@ def test_upstream_text_round_trips_through_the_marker() -> None:
         epoch=7,
     )
     assert text.splitlines()[1] == "server 127.0.0.2:8002;"
-    live = proxy.parse_live(text)
+    live = parse_live(text)
     assert live is not None
     assert (live.color, live.version, live.epoch) == ("green", "v1.0.1", 7)
-    assert proxy.parse_live("server 127.0.0.1:9 down;\n") is None
+    assert parse_live("server 127.0.0.1:9 down;\n") is None
 
 
-def test_proxy_commands_are_the_specs_argv() -> None:
+def test_the_switch_carries_the_specs_test_and_reload_argv_as_words() -> None:
     spec = ProxySpec(test=["nginx", "-t", "-p", "p"], reload=["nginx", "-s", "reload"])
-    assert proxy.test_config(spec).argv == ("nginx", "-t", "-p", "p")
-    assert proxy.reload(spec).argv == ("nginx", "-s", "reload")
+    cmd = proxy.point(LAYOUT, spec, "upstream", 3, "{}")
+    assert cmd.argv[-8:] == ("4", "nginx", "-t", "-p", "p", "nginx", "-s", "reload")
+    assert cmd.stdin == "upstream"
 
 
 def test_display_hides_scripts_but_shows_arguments() -> None:
-    cmd = proxy.write_upstream(LAYOUT, "x", 3)
-    assert (
-        display(cmd)
-        == "sh -c <write proxy upstream script> srv/shop/.greenlight nginx/upstream.conf 3"
-    )
+    cmd = proxy.clear_switch(LAYOUT, 3)
+    assert display(cmd) == "sh -c <finish switch script> srv/shop/.greenlight 3"
 
 
-async def test_timeout_kills_a_command_that_overruns() -> None:
+async def test_timeout_kills_a_command_that_overruns_and_says_it_timed_out() -> None:
     cmd = command("sleep", "30", step="sleep", timeout=0.5)
     started = asyncio.get_running_loop().time()
-    result = await LocalExecutor().run(cmd, check=False)
-    assert result.exit_status == 124
+    with pytest.raises(CommandTimedOut, match=r"sleep failed \(timed out after 0.5 s\)"):
+        await LocalExecutor().run(cmd)
     assert asyncio.get_running_loop().time() - started < 5
+
+
+async def test_a_quick_kill_is_an_exit_status_not_a_timeout() -> None:
+    # exit 137 in 10 ms (an OOM kill, say) is not the 300 s budget running out
+    cmd = command("sh", "-c", "kill -9 $$", step="migrate hook", timeout=300)
+    with pytest.raises(CommandFailed, match=r"migrate hook failed \(exit 137\)") as err:
+        await LocalExecutor().run(cmd)
+    assert not isinstance(err.value, CommandTimedOut)
 
 
 async def test_secrets_never_reach_the_printed_progress() -> None:

@@ -37,7 +37,6 @@ def test_minimal_spec_gets_sensible_defaults() -> None:
     assert env.name == "production"
     assert env.hosts[0].port == 22
     assert env.ports.blue != env.ports.green
-    assert spec.project("green") == "shop-green"
     assert spec.repository == "acme/shop"
 
 

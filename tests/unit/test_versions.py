@@ -70,10 +70,6 @@ def test_hostile_or_malformed_versions_are_refused(text: str) -> None:
         parse_version(text)
 
 
-def test_corpus_is_large() -> None:
-    assert len(HOSTILE) >= 30
-
-
 def test_refusal_quotes_the_text_safely() -> None:
     with pytest.raises(InvalidVersion) as err:
         parse_version("v1.0.1\u200b;rm -rf /")

@@ -1,11 +1,41 @@
-"""Writing a deployment's outcome into each host's state: verdicts and history."""
+"""Writing what a deployment learned into each host's state: colours, verdicts, history."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from deploy.commands import state as state_commands
+from deploy.commands.layout import Slot
 from deploy.context import Context
 from deploy.spec import HostSpec
-from deploy.state import HistoryEntry, Verdict, VerdictRecord, now
+from deploy.state import ColorRecord, ColorStatus, HistoryEntry, Verdict, VerdictRecord, now
+
+
+async def record_color(
+    ctx: Context,
+    host: HostSpec,
+    slot: Slot,
+    status: ColorStatus,
+    *,
+    phase: str,
+    warm_until: datetime | None = None,
+) -> None:
+    record = ColorRecord(
+        color=slot.color,
+        version=slot.version,
+        digest=slot.image.rsplit("@", 1)[-1],
+        image=slot.image,
+        port=slot.port,
+        deployment=slot.deployment,
+        status=status,
+        warm_until=warm_until,
+    )
+    await ctx.run(
+        host,
+        state_commands.write_color(ctx.layout, slot.color, record.model_dump_json()),
+        phase=phase,
+        quiet=True,
+    )
 
 
 async def record_verdict(
@@ -30,6 +60,7 @@ async def record_history(ctx: Context, host: HostSpec, result: str, *, phase: st
         kind=record.kind,
         version=record.version,
         digest=record.digest,
+        image=record.image,
         who=record.who,
         result=result,
         from_version=before.version if before else None,
@@ -37,6 +68,7 @@ async def record_history(ctx: Context, host: HostSpec, result: str, *, phase: st
         finished_at=record.finished_at or now(),
         phases=dict(record.phases),
         failure=record.failure.message if record.failure else None,
+        skipped_tests=record.skip_tests,
     )
     await ctx.run(
         host,
