@@ -9,11 +9,13 @@ Importable for pytest fixtures:
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import re
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -229,10 +231,13 @@ def ensure_files(host: Host, client_pub: str) -> tuple[bool, bool]:
 
 
 def restore_compose_file(host: Host, entry: pwd.struct_passwd | None = None) -> None:
+    """The sample app's compose files: one image (compose.yml), or web and frontend
+    released together (compose.multi.yml)."""
     entry = entry or pwd.getpwnam(host.user)
-    target = host.app_dir / "compose.yml"
-    write_if_changed(target, (paths.SAMPLE_APP / "compose.yml").read_text())
-    _own(target, entry, 0o644)
+    for name in ("compose.yml", "compose.multi.yml"):
+        target = host.app_dir / name
+        write_if_changed(target, (paths.SAMPLE_APP / name).read_text())
+        _own(target, entry, 0o644)
 
 
 def write_upstream(host: Host, entry: pwd.struct_passwd | None = None) -> None:
@@ -477,6 +482,10 @@ def reset(names: Iterable[str] | None = None) -> None:
 
 def _reset_one(host: Host) -> None:
     ensure_engine(host)
+    # Timers the engine left on the host (a previous release kept warm) and any
+    # switch a test froze mid-way: a fresh host has neither.
+    for pattern in ("greenlight-stop-later", "switch.json", "greenlight-hold"):
+        subprocess.run(["pkill", "-9", "-u", host.user, "-f", pattern], check=False)
     removed = remove_containers(host)
     for name in (".greenlight", "data", "backups"):
         shutil.rmtree(host.app_dir / name, ignore_errors=True)
@@ -542,3 +551,54 @@ def status(host: Host) -> dict[str, object]:
         "containers": containers,
         "live": live,
     }
+
+
+def seed_history(
+    names: Iterable[str] | None = None, verdicts: int = 500, history: int = 2000
+) -> None:
+    """Give hosts the state years of use leave: `verdicts` recorded versions (a third of
+    them bad) and `history` lines, written as the engine writes them. The versions are
+    v0.x.y, apart from the sample app's tags, so real deployments stay meaningful."""
+    require_root()
+    for host in resolve(names):
+        entry = ensure_user(host)
+        state = host.app_dir / ".greenlight"
+        (state / "verdicts").mkdir(parents=True, exist_ok=True)
+        for i in range(verdicts):
+            version = f"v0.{i // 100}.{i % 100}"
+            bad = i % 3 == 0
+            record = {
+                "version": version,
+                "verdict": "bad" if bad else "good",
+                "reason": "verify: unhealthy answer from /api/health/" if bad else "",
+                "deployment": f"production-{version}-20250101_000000",
+                "at": "2025-01-01T00:00:00Z",
+            }
+            (state / "verdicts" / version).write_text(
+                json.dumps(record, separators=(",", ":")) + "\n"
+            )
+        lines = []
+        for i in range(history):
+            version = f"v0.{(i % verdicts) // 100}.{i % 100}"
+            hour = f"2025-01-{1 + i // 100 % 28:02d}T{i % 24:02d}:00:00Z"
+            lines.append(
+                json.dumps(
+                    {
+                        "deployment": f"production-{version}-{i:08d}",
+                        "kind": "deploy",
+                        "version": version,
+                        "digest": "sha256:" + "0" * 64,
+                        "who": "seed",
+                        "result": "not_switched" if i % 3 == 0 else "live",
+                        "started_at": hour,
+                        "finished_at": hour,
+                        "phases": {"prepare": 0.1, "preflight": 0.2, "stage": 3.1, "verify": 1.0},
+                        "failure": "stage: health check failed" if i % 3 == 0 else None,
+                    },
+                    separators=(",", ":"),
+                )
+            )
+        (state / "history.jsonl").write_text("\n".join(lines) + "\n")
+        for path in [state, *state.rglob("*")]:
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        log(f"{host.name}: seeded {verdicts} verdicts and {history} history lines")

@@ -22,6 +22,9 @@ TAGS: dict[str, str] = {
     "v1.0.5": "slow",
 }
 
+# The second image of a release (the seed's frontend), built for the good tags only.
+FRONTEND_TAGS = [tag for tag, fault in TAGS.items() if fault == "none"]
+
 MIRROR = "http://deb.debian.org/debian"
 SLIM = (
     "usr/share/doc",
@@ -154,10 +157,10 @@ def content_hash(base_id: str) -> str:
     return digest.hexdigest()
 
 
-def registry_digest(tag: str) -> str | None:
+def registry_digest(tag: str, repo: str = paths.IMAGE_REPO) -> str | None:
     try:
         status, headers, _ = http_request(
-            f"{paths.REGISTRY_URL}/v2/{paths.IMAGE_REPO}/manifests/{tag}",
+            f"{paths.REGISTRY_URL}/v2/{repo}/manifests/{tag}",
             method="HEAD",
             headers={"Accept": MANIFEST_TYPES},
             timeout=5,
@@ -171,6 +174,19 @@ def record_file() -> Path:
     return paths.builder_dir() / "images.json"
 
 
+def build(ref: str, tag: str, env: dict[str, str], **args: str) -> None:
+    """One sample image: the app at `tag`'s version, with build args that set its fault
+    or its role (each also a label, so images that differ only there differ in digest)."""
+    words = [f"--build-arg=BASE_IMAGE={paths.BASE_IMAGE}", f"--build-arg=APP_VERSION={tag}"]
+    for name, value in args.items():
+        words += [f"--build-arg={name}={value}", f"--label=org.greenlight.testbed.{name}={value}"]
+    run(
+        [services.DOCKER_CLI, "build", "-q", *words, "-t", ref, paths.SAMPLE_APP],
+        env=env,
+        what=f"docker build {ref}",
+    )
+
+
 def ensure_sample_images() -> dict[str, str]:
     """Build and push every tag unless the registry already holds this exact build."""
     base_id = ensure_base_image()
@@ -180,47 +196,44 @@ def ensure_sample_images() -> dict[str, str]:
     except (OSError, ValueError):
         record = {}
     digests: dict[str, str] = record.get("digests", {})
-    if record.get("hash") == wanted and all(
-        registry_digest(tag) == digests.get(tag) for tag in TAGS
+    frontends: dict[str, str] = record.get("frontend", {})
+    if (
+        record.get("hash") == wanted
+        and all(registry_digest(tag) == digests.get(tag) for tag in TAGS)
+        and all(
+            registry_digest(tag, paths.FRONTEND_REPO) == frontends.get(tag) for tag in FRONTEND_TAGS
+        )
     ):
         return digests
-    log(f"building {len(TAGS)} sample app tags ({', '.join(TAGS)})")
+    log(f"building {len(TAGS)} sample app tags ({', '.join(TAGS)}) and their frontends")
     env = services.builder_env()
     for tag, fault in TAGS.items():
+        build(f"{paths.IMAGE}:{tag}", tag, env, APP_FAULT=fault)
+    for tag in FRONTEND_TAGS:
+        build(f"{paths.FRONTEND_IMAGE}:{tag}", tag, env, APP_ROLE="frontend")
+    for image in (paths.IMAGE, paths.FRONTEND_IMAGE):
+        log(f"pushing to {image}")
         run(
-            [
-                services.DOCKER_CLI,
-                "build",
-                "-q",
-                "--build-arg",
-                f"BASE_IMAGE={paths.BASE_IMAGE}",
-                "--build-arg",
-                f"APP_VERSION={app_version(tag)}",
-                "--build-arg",
-                f"APP_FAULT={fault}",
-                "--label",
-                f"org.greenlight.testbed.fault={fault}",
-                "-t",
-                f"{paths.IMAGE}:{tag}",
-                paths.SAMPLE_APP,
-            ],
+            [services.DOCKER_CLI, "push", "--all-tags", image],
             env=env,
-            what=f"docker build {tag}",
+            what="docker push",
+            timeout=900,
         )
-    log(f"pushing to {paths.IMAGE}")
-    run(
-        [services.DOCKER_CLI, "push", "--all-tags", paths.IMAGE],
-        env=env,
-        what="docker push",
-        timeout=900,
-    )
     digests = {}
     for tag in TAGS:
         digest = registry_digest(tag)
         if not digest:
             raise TestbedError(f"registry has no manifest for {paths.IMAGE}:{tag} after push")
         digests[tag] = digest
-    record_file().write_text(json.dumps({"hash": wanted, "digests": digests}, indent=1) + "\n")
+    frontends = {}
+    for tag in FRONTEND_TAGS:
+        digest = registry_digest(tag, paths.FRONTEND_REPO)
+        if not digest:
+            raise TestbedError(f"registry has no {paths.FRONTEND_IMAGE}:{tag} after push")
+        frontends[tag] = digest
+    record_file().write_text(
+        json.dumps({"hash": wanted, "digests": digests, "frontend": frontends}, indent=1) + "\n"
+    )
     log("sample images pushed: " + ", ".join(f"{t}={d[7:19]}" for t, d in digests.items()))
     return digests
 

@@ -6,6 +6,9 @@ check-db, check-cache. Configuration comes from the environment:
     GREENLIGHT_BIND, GREENLIGHT_PORT   where `serve` listens (default 127.0.0.1:8000)
     GREENLIGHT_COLOR                   blue or green, reported by /api/health/
     APP_VERSION                        reported in every X-App-Version header
+    APP_ROLE                           web (default) or frontend, the second image of a
+                                       release; reported in X-App-Role
+    PORT_OFFSET                        added to GREENLIGHT_PORT (the frontend's own port)
     APP_FAULT                          none | health500 | delayed500 | migrate_fail | slow
     HOST_FAULT                         the same faults, set per host in the app dir's .env
                                        (tests use it to break one host of several)
@@ -22,7 +25,8 @@ VERSION = os.environ.get("APP_VERSION") or "dev"
 FAULT = os.environ.get("HOST_FAULT") or os.environ.get("APP_FAULT") or "none"
 COLOR = os.environ.get("GREENLIGHT_COLOR") or "none"
 BIND = os.environ.get("GREENLIGHT_BIND") or "127.0.0.1"
-PORT = int(os.environ.get("GREENLIGHT_PORT") or "8000")
+PORT = int(os.environ.get("GREENLIGHT_PORT") or "8000") + int(os.environ.get("PORT_OFFSET") or "0")
+ROLE = os.environ.get("APP_ROLE") or "web"
 DATA_DIR = os.environ.get("DATA_DIR") or "/data"
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 
@@ -371,6 +375,7 @@ def cmd_serve() -> int:
             self.send_header("Content-Length", str(len(body)))
             self.send_header("X-App-Version", VERSION)
             self.send_header("X-App-Color", COLOR)
+            self.send_header("X-App-Role", ROLE)
             for name, value in (extra or {}).items():
                 self.send_header(name, value)
             self.end_headers()
@@ -396,7 +401,9 @@ def cmd_serve() -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print(f"sample app {VERSION} ({COLOR}, fault={FAULT}) listening on {BIND}:{PORT}", flush=True)
+    print(
+        f"sample {ROLE} {VERSION} ({COLOR}, fault={FAULT}) listening on {BIND}:{PORT}", flush=True
+    )
     server.serve_forever(poll_interval=0.2)
     server.server_close()
     # Let requests already in progress finish (idle keep-alive connections just close).
