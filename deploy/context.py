@@ -69,6 +69,7 @@ class Context:
             record.image,
             record.version,
             record.deployment,
+            record.images,
         )
 
     def slot(self, host: HostSpec, color: Color, image: str, version: str) -> Slot:
@@ -80,6 +81,7 @@ class Context:
             image,
             version,
             self.deployment.id,
+            self.deployment.images,
         )
 
     async def emit(

@@ -87,6 +87,8 @@ class Deployment(BaseModel):
     token: str = Field(default_factory=lambda: uuid.uuid4().hex)
     digest: str = ""
     image: str = ""
+    # A release of several images: name -> ref@digest, each pulled and checked by digest.
+    images: dict[str, str] = Field(default_factory=dict)
     started_at: datetime = Field(default_factory=now)
     finished_at: datetime | None = None
     switched_at: datetime | None = None

@@ -41,7 +41,7 @@ from deploy.phases.test import run_tests
 from deploy.phases.verify import verify
 from deploy.registry import RegistryError
 from deploy.spec import HostSpec, Spec, SpecError
-from deploy.state import HostState, now, parse_host_state
+from deploy.state import ColorRecord, HistoryEntry, HostState, now, parse_host_state
 from deploy.versions import InvalidVersion, deployment_id, parse_version
 
 Phase = Callable[[Context], Awaitable[object]]
@@ -307,6 +307,14 @@ class RollbackPlan:
     version: str
     image: str
     digest: str
+    images: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, release: ColorRecord | HistoryEntry, image: str) -> RollbackPlan:
+        """The release a colour keeps or the history recorded (older lines name only
+        the digest of the spec's image)."""
+        ref = release.image or f"{image}@{release.digest}"
+        return cls(release.version, ref, release.digest, tuple(sorted(release.images.items())))
 
 
 def choose_rollback(states: list[HostState], to: str | None, image: str) -> RollbackPlan:
@@ -332,20 +340,18 @@ def _host_plan(state: HostState, to: str | None, image: str) -> RollbackPlan:
         if state.is_bad(to):
             raise Refused(f"{state.host}: {to} is recorded as bad; it is never rolled back to")
         if kept is not None and kept.version == to:
-            return RollbackPlan(kept.version, kept.image, kept.digest)
+            return RollbackPlan.of(kept, image)
         released = [e for e in state.releases if e.version == to and e.digest]
         if not released:
             raise Refused(f"{state.host}: {to} was never live here; use deploy")
-        return RollbackPlan(
-            to, released[-1].image or f"{image}@{released[-1].digest}", released[-1].digest
-        )
+        return RollbackPlan.of(released[-1], image)
     entry = state.last_good_release()
     if entry is not None and entry.digest:
         if kept is not None and kept.version == entry.version:
-            return RollbackPlan(kept.version, kept.image, kept.digest)
-        return RollbackPlan(entry.version, entry.image or f"{image}@{entry.digest}", entry.digest)
+            return RollbackPlan.of(kept, image)
+        return RollbackPlan.of(entry, image)
     if kept is not None and not state.is_bad(kept.version) and kept.version != live.version:
-        return RollbackPlan(kept.version, kept.image, kept.digest)
+        return RollbackPlan.of(kept, image)
     raise Refused(
         f"{state.host}: no good release before {live.version} is known here "
         + ("(the previous one is recorded as bad)" if kept else "(nothing was live before it)")
@@ -389,11 +395,12 @@ async def rollback(
     ctx = context(spec, plan, sink, registry_password, cancel)
     try:
         states = await read_states(ctx)
-        chosen = choose_rollback(states, wanted, spec.image)
+        chosen = choose_rollback(states, wanted, spec.main_image)
     except (Refused, HostError) as exc:
         await ctx.close()
         return await _refused(plan, ctx.redact(str(exc)), sink)
     plan.version, plan.image, plan.digest = chosen.version, chosen.image, chosen.digest
+    plan.images = dict(chosen.images)
     plan.id = deployment_id(env.name, parse_version(chosen.version))
     plan.hosts = {h.name: HostProgress(name=h.name) for h in env.hosts}
     return await run_deploy_phases(ctx, ROLLBACK_PHASES)

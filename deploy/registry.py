@@ -12,7 +12,7 @@ from collections.abc import Collection
 import httpx
 
 from deploy.probes import tls
-from deploy.spec import Spec, is_loopback
+from deploy.spec import Spec, is_loopback, repository
 
 MANIFEST_TYPES = ", ".join(
     [
@@ -37,8 +37,13 @@ def registry_url(spec: Spec) -> str:
     return f"{'http' if is_loopback(host) else 'https'}://{spec.registry_host}"
 
 
-async def resolve_digest(spec: Spec, tag: str, password: str | None = None) -> str:
-    """The digest of `image:tag`; RegistryError says plainly what went wrong."""
+async def resolve_digest(
+    spec: Spec, tag: str, password: str | None = None, image: str | None = None
+) -> str:
+    """The digest of `image:tag` (the spec's main image by default); RegistryError says
+    plainly what went wrong."""
+    image = image or spec.main_image
+    repo = repository(image)
     base = registry_url(spec)
     registry_host = httpx.URL(base).host
     # The spec refuses this too; a spec built in code must not slip past it.
@@ -48,7 +53,7 @@ async def resolve_digest(spec: Spec, tag: str, password: str | None = None) -> s
             "network unprotected; use https://, or set registry.insecure: true in the spec"
         )
     trusted_hosts = {registry_host, *spec.registry.auth_hosts}
-    url = f"{base}/v2/{spec.repository}/manifests/{tag}"
+    url = f"{base}/v2/{repo}/manifests/{tag}"
     auth = (spec.registry.username, password) if spec.registry.username and password else None
     headers = {"Accept": MANIFEST_TYPES}
     try:
@@ -64,9 +69,9 @@ async def resolve_digest(spec: Spec, tag: str, password: str | None = None) -> s
     except httpx.HTTPError as exc:
         raise RegistryError(f"registry {base} is unreachable: {type(exc).__name__}") from None
     if response.status_code == 404:
-        raise RegistryError(f"{spec.image}:{tag} does not exist in the registry")
+        raise RegistryError(f"{image}:{tag} does not exist in the registry")
     if response.status_code in (401, 403):
-        raise RegistryError(f"registry {base} refused access to {spec.repository}")
+        raise RegistryError(f"registry {base} refused access to {repo}")
     if response.status_code != 200:
         raise RegistryError(f"registry {base} answered {response.status_code} for {tag}")
     digest = str(response.headers.get("Docker-Content-Digest", ""))

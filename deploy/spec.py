@@ -272,9 +272,16 @@ class Environment(Settings):
         return host.proxy_url or self.public_url
 
 
+ImageRef = Annotated[str, Field(pattern=r"^[a-z0-9.:-]+(/[a-z0-9._-]+)+$")]
+# Each image of a release reaches compose as GREENLIGHT_IMAGE_<NAME>.
+ImageName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,30}$")]
+
+
 class Spec(_Model):
     app: Annotated[str, Field(pattern=_NAME)]
-    image: Annotated[str, Field(pattern=r"^[a-z0-9.:-]+(/[a-z0-9._-]+)+$")]
+    # One image, or several released together under one tag (a backend and a frontend).
+    image: ImageRef | None = None
+    images: dict[ImageName, ImageRef] = Field(default_factory=dict)
     registry: RegistrySpec = RegistrySpec()
     default_environment: str | None = None
     environments: dict[str, Environment]
@@ -286,6 +293,14 @@ class Spec(_Model):
             raise ValueError(
                 f"default_environment {self.default_environment!r} is not one of the "
                 f"environments ({', '.join(sorted(self.environments))})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _one_way_to_name_images(self) -> Spec:
+        if (self.image is None) == (not self.images):
+            raise ValueError(
+                "name the app's image with `image:`, or several with `images:` (not both)"
             )
         return self
 
@@ -315,12 +330,22 @@ class Spec(_Model):
         return self.environments[name]
 
     @property
-    def registry_host(self) -> str:
-        return self.image.split("/", 1)[0]
+    def main_image(self) -> str:
+        """`image`, or the first of `images` (a deployment's main image is the one its
+        environment's service runs)."""
+        return self.image or next(iter(self.images.values()))
 
     @property
-    def repository(self) -> str:
-        return self.image.split("/", 1)[1]
+    def registry_host(self) -> str:
+        return registry_host(self.main_image)
+
+
+def registry_host(image: str) -> str:
+    return image.split("/", 1)[0]
+
+
+def repository(image: str) -> str:
+    return image.split("/", 1)[1]
 
 
 def is_loopback(host: str) -> bool:
@@ -337,7 +362,7 @@ def _url_path(path: str) -> str:
     return path
 
 
-_TOP_LEVEL = {"app", "image", "registry", "default_environment", "environments"}
+_TOP_LEVEL = {"app", "image", "images", "registry", "default_environment", "environments"}
 _OVERRIDABLE = set(Settings.model_fields)
 
 

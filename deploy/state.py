@@ -66,6 +66,8 @@ class ColorRecord(BaseModel):
     updated_at: datetime = Field(default_factory=now)
     # A previous release kept running for a fast rollback; the host stops it then.
     warm_until: datetime | None = None
+    # Every image of a release of several (name -> ref@digest); empty for one image.
+    images: dict[str, str] = Field(default_factory=dict)
 
 
 class LockInfo(BaseModel):
@@ -137,6 +139,7 @@ class HistoryEntry(BaseModel):
     version: str
     digest: str = ""
     image: str = ""
+    images: dict[str, str] = Field(default_factory=dict)
     who: str
     result: str
     from_version: str | None = None

@@ -53,7 +53,7 @@ def describe_host(state: HostState, env: str) -> dict[str, Any]:
             {"color": live.color, "version": live.version, "digest": live.digest} if live else None
         ),
         "colors": {
-            c: r.model_dump(include={"version", "status", "digest"})
+            c: r.model_dump(include={"version", "status", "digest", "images", "warm_until"})
             for c, r in state.colors.items()
         },
         "lock": state.lock.describe(env) if state.lock else None,

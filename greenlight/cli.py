@@ -228,7 +228,13 @@ def render_status(report: dict[str, Any]) -> list[str]:
         )
         lines.append(f"  {host['name']}: {what}, epoch {host['epoch']}")
         for color, record in sorted(host["colors"].items()):
-            lines.append(f"      {color}: {record['version']} {record['status']}")
+            warm = record.get("warm_until")
+            until = (
+                f" (kept warm until {warm:%H:%M} UTC)"
+                if warm and record["status"] == "running"
+                else ""
+            )
+            lines.append(f"      {color}: {record['version']} {record['status']}{until}")
         if host.get("lock"):
             lines.append(f"      LOCKED: {host['lock']}")
         if host.get("switch"):

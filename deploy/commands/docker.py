@@ -6,11 +6,13 @@ from deploy.commands import Command, command, data
 from deploy.commands.layout import Slot
 
 _IMAGES = r"""
-service=$1 image=$2
-for id in $(docker compose ps --quiet "$service"); do
-  printf 'running=%s\n' "$(docker container inspect --format '{{.Image}}' "$id")"
+for id in $(docker compose ps --quiet); do
+  docker container inspect \
+    --format 'running {{index .Config.Labels "com.docker.compose.service"}} {{.Image}}' "$id"
 done
-printf 'pulled=%s\n' "$(docker image inspect --format '{{.Id}}' "$image")"
+for image in "$@"; do
+  printf 'pulled %s %s\n' "$image" "$(docker image inspect --format '{{.Id}}' "$image")"
+done
 """
 
 
@@ -18,12 +20,12 @@ def pull(image: str, timeout: float) -> Command:
     return command("docker", "pull", "--quiet", image, step=f"pull {image}", timeout=timeout)
 
 
-def running_images(slot: Slot, service: str) -> Command:
-    """The image id each of the service's containers runs, and the id the digest names."""
+def running_images(slot: Slot) -> Command:
+    """`running SERVICE IMAGE-ID` for each of the colour's containers, and `pulled REF
+    IMAGE-ID` for each image of the release."""
     return data(
         _IMAGES,
-        service,
-        slot.image,
+        *slot.all_images,
         step="verify image",
         timeout=30,
         cwd=slot.layout.app_dir,

@@ -6,7 +6,8 @@ every command starts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from deploy.spec import Color, Environment, HostSpec, Spec
 
@@ -48,6 +49,8 @@ class Slot:
     image: str
     version: str
     deployment: str
+    # A release of several images: name -> ref@digest, one variable each.
+    images: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def project(self) -> str:
@@ -63,4 +66,9 @@ class Slot:
             "GREENLIGHT_COLOR": self.color,
             "GREENLIGHT_VERSION": self.version,
             "GREENLIGHT_DEPLOYMENT": self.deployment,
-        }
+        } | {f"GREENLIGHT_IMAGE_{name.upper()}": ref for name, ref in self.images.items()}
+
+    @property
+    def all_images(self) -> list[str]:
+        """Every image the colour runs, the main one first."""
+        return list(dict.fromkeys([self.image, *self.images.values()]))

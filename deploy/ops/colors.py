@@ -13,7 +13,7 @@ from deploy.errors import ProbeFailed, StepFailed
 from deploy.events import Kind
 from deploy.ops.records import record_color
 from deploy.spec import HostSpec
-from deploy.state import ColorRecord, now, parse_compose_status, parse_facts
+from deploy.state import ColorRecord, now, parse_compose_status
 
 
 def seen_from_host(host: HostSpec, slot: Slot) -> str:
@@ -23,8 +23,9 @@ def seen_from_host(host: HostSpec, slot: Slot) -> str:
 
 async def start_color(ctx: Context, host: HostSpec, slot: Slot, *, phase: str) -> None:
     """Pull by digest and start the colour beside the live one, until it answers healthy."""
-    await ctx.run(host, docker.pull(slot.image, ctx.env.pull_timeout), phase=phase)
-    await ctx.check_cancelled()
+    for image in slot.all_images:
+        await ctx.run(host, docker.pull(image, ctx.env.pull_timeout), phase=phase)
+        await ctx.check_cancelled()
     ctx.progress(host).staged = True
     await record_color(ctx, host, slot, "staging", phase=phase)
     await ctx.emit(
@@ -162,28 +163,32 @@ async def teardown(ctx: Context, host: HostSpec, *, phase: str) -> None:
 
 
 async def verify_digest(ctx: Context, host: HostSpec, slot: Slot, *, phase: str) -> None:
-    result = await ctx.run(
-        host, docker.running_images(slot, ctx.env.service), phase=phase, quiet=True
-    )
-    running = [
-        line.removeprefix("running=") for line in result.lines if line.startswith("running=")
-    ]
-    pulled = parse_facts(result.lines).get("pulled", "")
-    if len(running) != 1:
+    """The colour runs exactly the images the digests name: the app's service runs the
+    main image, and every image of the release runs in some container of the colour."""
+    result = await ctx.run(host, docker.running_images(slot), phase=phase, quiet=True)
+    running: list[tuple[str, str]] = []
+    pulled: dict[str, str] = {}
+    for line in result.lines:
+        kind, _, rest = line.partition(" ")
+        first, _, second = rest.partition(" ")
+        if kind == "running":
+            running.append((first, second))
+        elif kind == "pulled":
+            pulled[first] = second
+    service = [image for name, image in running if name == ctx.env.service]
+    if len(service) != 1:
         raise StepFailed(
             host.name,
             "verify image",
-            f"expected one {ctx.env.service} container in {slot.project}, found {len(running)}",
+            f"expected one {ctx.env.service} container in {slot.project}, found {len(service)}",
         )
-    if not pulled or running[0] != pulled:
-        raise StepFailed(
-            host.name,
-            "verify image",
-            f"{slot.project} runs {running[0][:19]}, not {slot.image}",
-        )
-    await ctx.emit(
-        Kind.step,
-        f"{slot.color} runs {slot.image.rsplit('@', 1)[-1][:19]}",
-        phase=phase,
-        host=host.name,
-    )
+    for ref in slot.all_images:
+        expected = pulled.get(ref)
+        ids = service if ref == slot.image else [image for _, image in running]
+        if not expected or expected not in ids:
+            raise StepFailed(
+                host.name, "verify image", f"{slot.project} does not run {ref} (image {expected})"
+            )
+    digest = slot.image.rsplit("@", 1)[-1]
+    more = f" and {len(slot.images) - 1} more image(s)" if len(slot.images) > 1 else ""
+    await ctx.emit(Kind.step, f"{slot.color} runs {digest[:19]}{more}", phase=phase, host=host.name)

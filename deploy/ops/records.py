@@ -29,6 +29,7 @@ async def record_color(
         deployment=slot.deployment,
         status=status,
         warm_until=warm_until,
+        images=dict(slot.images),
     )
     await ctx.run(
         host,
@@ -61,6 +62,7 @@ async def record_history(ctx: Context, host: HostSpec, result: str, *, phase: st
         version=record.version,
         digest=record.digest,
         image=record.image,
+        images=record.images,
         who=record.who,
         result=result,
         from_version=before.version if before else None,

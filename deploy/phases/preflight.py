@@ -36,9 +36,11 @@ async def take_locks(ctx: Context) -> dict[str, HostState]:
     it skips the resource checks and saves their round trip.
     """
     states = await lock_all(ctx)
+    record = ctx.deployment
     if all(
-        (p.live_before is not None and p.live_before.digest == ctx.deployment.digest)
-        for p in ctx.deployment.hosts.values()
+        p.live_before is not None
+        and (p.live_before.digest, p.live_before.images) == (record.digest, record.images)
+        for p in record.hosts.values()
     ):
         await release_all(ctx)
         raise Refused(f"{ctx.deployment.version} ({ctx.deployment.digest[:19]}) is already live")

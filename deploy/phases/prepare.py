@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 from deploy.context import Context
@@ -28,16 +29,31 @@ def new_deployment(
 
 
 async def prepare(ctx: Context) -> None:
+    """Resolve every image of the release at the version's tag; each is then pulled,
+    run and recorded by digest."""
     record = ctx.deployment
+    named = ctx.spec.images or {"": ctx.spec.main_image}
     if not record.digest:
         try:
-            record.digest = await resolve_digest(ctx.spec, record.version, ctx.registry_password)
+            digests = await asyncio.gather(
+                *(
+                    resolve_digest(ctx.spec, record.version, ctx.registry_password, image)
+                    for image in named.values()
+                )
+            )
         except RegistryError as exc:
             raise Refused(str(exc)) from None
-    record.image = f"{ctx.spec.image}@{record.digest}"
-    await ctx.emit(
-        Kind.step,
-        f"{ctx.spec.image}:{record.version} is {record.digest}",
-        phase="prepare",
-        image=record.image,
-    )
+        refs = {
+            name: f"{image}@{digest}"
+            for (name, image), digest in zip(named.items(), digests, strict=True)
+        }
+        # The main image is the one the app's service runs (health checks, digest proof).
+        main = ctx.env.service if ctx.env.service in refs else next(iter(refs))
+        record.image = refs[main]
+        record.digest = record.image.rsplit("@", 1)[-1]
+        record.images = refs if ctx.spec.images else {}
+    for ref in list(record.images.values()) or [record.image]:
+        image, digest = ref.rsplit("@", 1)
+        await ctx.emit(
+            Kind.step, f"{image}:{record.version} is {digest}", phase="prepare", image=ref
+        )

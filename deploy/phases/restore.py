@@ -21,7 +21,11 @@ async def restore_host(ctx: Context, host: HostSpec) -> None:
     progress = ctx.progress(host)
     kept = progress.idle_before
     record = ctx.deployment
-    if kept is not None and kept.version == record.version and kept.digest == record.digest:
+    if kept is not None and (kept.version, kept.digest, kept.images) == (
+        record.version,
+        record.digest,
+        record.images,
+    ):
         await ensure_running(ctx, host, kept, phase=PHASE)
     else:
         slot = ctx.target_slot(host)

@@ -2,6 +2,7 @@
 
 import asyncio
 import shlex
+from dataclasses import replace
 
 import pytest
 
@@ -42,10 +43,15 @@ def test_hook_is_the_users_argv_with_the_colour_environment() -> None:
     assert cmd.timeout == 50
 
 
-def test_image_proof_compares_the_running_container_with_the_digest() -> None:
-    cmd = docker.running_images(SLOT, "web")
-    assert cmd.argv[-2:] == ("web", SLOT.image)
+def test_image_proof_asks_for_every_image_of_the_release() -> None:
+    cmd = docker.running_images(SLOT)
+    assert cmd.argv[-1:] == (SLOT.image,)
     assert cmd.env["COMPOSE_PROJECT_NAME"] == "shop-green" and cmd.cwd == "srv/shop"
+    frontend = "reg/acme/shop-frontend@sha256:" + "f" * 64
+    both = replace(SLOT, images={"web": SLOT.image, "frontend": frontend})
+    assert docker.running_images(both).argv[-2:] == (SLOT.image, frontend)
+    assert both.env()["GREENLIGHT_IMAGE_FRONTEND"] == frontend
+    assert both.env()["GREENLIGHT_IMAGE_WEB"] == both.env()["GREENLIGHT_IMAGE"] == SLOT.image
 
 
 def test_pull_is_by_digest() -> None:

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy.spec import SpecError, load_spec, parse_spec
+from deploy.spec import SpecError, load_spec, parse_spec, repository
 
 
 def minimal(**extra: Any) -> dict[str, Any]:
@@ -37,7 +37,19 @@ def test_minimal_spec_gets_sensible_defaults() -> None:
     assert env.name == "production"
     assert env.hosts[0].port == 22
     assert env.ports.blue != env.ports.green
-    assert spec.repository == "acme/shop"
+    assert repository(spec.main_image) == "acme/shop"
+    assert env.keep_previous == 3600  # the usual "we spotted a bug after release" window
+
+
+def test_a_release_of_several_images_names_each() -> None:
+    images = {"web": "reg.example.com/acme/shop", "frontend": "reg.example.com/acme/shop-ui"}
+    spec = parse_spec(minimal(image=None, images=images))
+    assert spec.main_image == "reg.example.com/acme/shop"
+    both = error_of(minimal(images=images))
+    assert "name the app's image with `image:`, or several with `images:` (not both)" in both
+    assert "not both" in error_of(minimal(image=None))
+    bad_name = error_of(minimal(image=None, images={"Web-UI": "reg.example.com/a/b"}))
+    assert bad_name.startswith("images.Web-UI.[key]: String should match pattern")
 
 
 def test_environment_overrides_a_top_level_section() -> None:
