@@ -72,19 +72,3 @@ class Redactor:
         if isinstance(value, dict):
             return {k: self.deep(v) for k, v in value.items()}
         return value
-
-
-class RedactingSink:
-    def __init__(self, inner: EventSink, redact: Redactor) -> None:
-        self.inner = inner
-        self.redact = redact
-
-    async def emit(self, event: Event) -> None:
-        if self.redact.secrets:
-            event = event.model_copy(
-                update={
-                    "message": self.redact(event.message),
-                    "data": self.redact.deep(event.data),
-                }
-            )
-        await self.inner.emit(event)

@@ -205,6 +205,7 @@ async def begin(ctx: Context) -> None:
 
 async def finish(ctx: Context) -> Deployment:
     record = ctx.deployment
+    record.notes = [ctx.redact(note) for note in record.notes]
     await ctx.close()
     await ctx.emit(
         Kind.deploy_finished,

@@ -18,6 +18,3 @@ class EngineSettings(BaseSettings):
 
     def operator(self) -> str:
         return self.who or getpass.getuser()
-
-    def secrets(self) -> list[str]:
-        return [self.registry_password.get_secret_value()] if self.registry_password else []

@@ -79,13 +79,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _run(spec: Spec, args: argparse.Namespace, settings: Any) -> int:
-    from deploy.events import RedactingSink, Redactor
     from deploy.pipeline import deploy, rollback
 
     notice = local_host_notice(spec, args.env)
     if notice:
         print(notice, file=sys.stderr, flush=True)
-    sink = RedactingSink(Printer(quiet=args.quiet), Redactor(settings.secrets()))
+    sink = Printer(quiet=args.quiet)  # the engine redacts secrets from every event
     who = args.who or settings.operator()
     password = settings.registry_password.get_secret_value() if settings.registry_password else None
     cancel = CancelOnSignal()
