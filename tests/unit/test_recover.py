@@ -18,7 +18,7 @@ import pytest
 from deploy.commands import Command, Result, compose, proxy
 from deploy.context import Context
 from deploy.deployment import Deployment, FailureReport, HostProgress
-from deploy.errors import Cancelled, HostUnreachable, command_failed
+from deploy.errors import Cancelled, HostUnreachable, ProbeFailed, command_failed
 from deploy.events import Kind, ListSink
 from deploy.executor import LineCallback
 from deploy.pipeline import Phase, recover, run_deploy_phases
@@ -360,6 +360,27 @@ async def test_failure_after_the_switch_points_every_proxy_back_before_the_teard
     }
     assert confirmed == {"web1", "web2"}
     assert f.messages(Kind.rollback_finished) == [f"traffic is back on {PREVIOUS}"]
+
+
+async def test_hosts_that_ran_different_releases_each_go_back_to_their_own(
+    fleet: Callable[..., Fleet],
+) -> None:
+    f = fleet(switched=True)
+    lagging = "v1.2.5"  # web2 missed the last release
+    f.record.hosts["web2"].live_before = color("blue", lagging, "running")
+    f.hosts["web2"].apps[BLUE_PORT].version = lagging
+
+    async def unstable(ctx: Context) -> None:
+        raise ProbeFailed("unstable: 4 errors, more than the 3 allowed")
+
+    record = await run_deploy_phases(f.ctx, [("monitor", unstable)])
+
+    assert record.outcome == "rolled_back"
+    assert (f.proxies["web1"].version, f.proxies["web2"].version) == (PREVIOUS, lagging)
+    assert f.messages(Kind.rollback_finished) == ["traffic is back on the previous state"]
+    assert f.messages(Kind.deploy_finished) == [
+        f"deploy of {NEW} to production failed and was rolled back to the previous state"
+    ]
 
 
 async def test_a_proxy_that_still_serves_the_new_release_is_not_called_rolled_back(
