@@ -155,7 +155,11 @@ async def recover(ctx: Context, report: FailureReport) -> None:
             try:
                 await teardown(ctx, host, phase="cleanup")
             except HostError as exc:
-                record.notes.append(f"{host.name}: {record.version} left running ({exc.reason})")
+                # Teardown unmarks `staged` once the new colour is removed: a failure
+                # after that (putting the good release back) left nothing running.
+                gone = not ctx.progress(host).staged
+                state = "removed; cleanup unfinished" if gone else "left running"
+                record.notes.append(f"{host.name}: {record.version} {state} ({exc.reason})")
     record.finished_at = now()
     record.outcome = outcome  # type: ignore[assignment]
     await _record_failure(ctx, report)

@@ -478,6 +478,24 @@ async def test_only_a_failure_that_blames_the_release_records_it_as_bad(
     assert finished.data["exit_code"] == 1
 
 
+async def test_a_good_release_that_cannot_be_put_back_is_not_reported_as_the_new_one_running(
+    fleet: Callable[..., Fleet],
+) -> None:
+    f = fleet(("web1",), switched=False, fail={"web1": {"put ": exits(1, "no such image")}})
+    report = FailureReport(phase="smoke", message="/: server error 502", app_fault=True)
+
+    await recover(f.ctx, report)
+
+    assert f.record.outcome == "not_switched"
+    assert f.hosts["web1"].steps[:3] == TEARDOWN[:3]
+    assert colours_recorded(f.hosts["web1"]) == [("green", NEW, "removed")]
+    assert f.record.notes == [
+        f"web1: {NEW} removed; cleanup unfinished "
+        f"(put {OLDER} back in green (stopped) failed (exit 1))"
+    ]
+    assert f.hosts["web1"].steps[-1] == RELEASE
+
+
 async def test_a_host_lost_during_cleanup_keeps_its_lock_and_says_how_to_release_it(
     fleet: Callable[..., Fleet],
 ) -> None:
