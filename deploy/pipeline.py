@@ -135,8 +135,7 @@ async def recover(ctx: Context, report: FailureReport) -> None:
     if switched:
         await ctx.emit(
             Kind.rollback_started,
-            f"rolling back {', '.join(h.name for h in switched)} to "
-            f"{record.previous_version or 'the previous state'}",
+            f"rolling back {', '.join(h.name for h in switched)} to {went_back_to(record)}",
             phase="rollback",
         )
         try:
@@ -147,7 +146,7 @@ async def recover(ctx: Context, report: FailureReport) -> None:
         else:
             await ctx.emit(
                 Kind.rollback_finished,
-                f"traffic is back on {record.previous_version}",
+                f"traffic is back on {went_back_to(record)}",
                 phase="rollback",
                 seconds=record.phases.get("rollback"),
             )
@@ -156,7 +155,11 @@ async def recover(ctx: Context, report: FailureReport) -> None:
             try:
                 await teardown(ctx, host, phase="cleanup")
             except HostError as exc:
-                record.notes.append(f"{host.name}: {record.version} left running ({exc.reason})")
+                # Teardown unmarks `staged` once the new colour is removed: a failure
+                # after that (putting the good release back) left nothing running.
+                gone = not ctx.progress(host).staged
+                state = "removed; cleanup unfinished" if gone else "left running"
+                record.notes.append(f"{host.name}: {record.version} {state} ({exc.reason})")
     record.finished_at = now()
     record.outcome = outcome  # type: ignore[assignment]
     await _record_failure(ctx, report)
@@ -239,6 +242,12 @@ async def run_deploy_phases(ctx: Context, phases: list[tuple[str, Phase]]) -> De
     return await finish(ctx)
 
 
+def went_back_to(record: Deployment) -> str:
+    """What a rollback returns to, in words: the version the hosts ran before, or, when
+    they ran different ones or nothing was live, never the word None."""
+    return record.previous_version or "the previous state"
+
+
 def summary(record: Deployment) -> str:
     what = f"{record.kind} of {record.version} to {record.env}"
     if record.kind == "rollback" and record.outcome == "refused":
@@ -247,7 +256,7 @@ def summary(record: Deployment) -> str:
     skipped = " (tests skipped)" if record.skip_tests else ""
     return {
         "live": f"{what}: {record.version} is live{skipped}",
-        "rolled_back": f"{what} failed and was rolled back to {record.previous_version}",
+        "rolled_back": f"{what} failed and was rolled back to {went_back_to(record)}",
         "not_switched": f"{what} failed before the switch; production untouched",
         "refused": f"{what} refused: {record.failure.message if record.failure else ''}",
         "unknown": f"{what}: FINAL STATE UNKNOWN, check the hosts",
