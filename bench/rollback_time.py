@@ -3,12 +3,15 @@ version through the proxy, with the previous colour kept warm and with it stoppe
 
 from __future__ import annotations
 
+import time
+
 from bench.common import (
     FAST,
     Figure,
     Report,
     deploy_ok,
     fresh,
+    hold_until,
     load,
     median,
     spec,
@@ -16,12 +19,16 @@ from bench.common import (
 )
 from deploy.spec import Spec
 
-RUNS = 3
+RUNS = 5
+SETTLE = 2.0
 
 
 async def measure(spec_: Spec, name: str) -> float:
     await deploy_ok(spec_, "v1.0.1")
     with load("h1", name) as running:
+        # Decide once the load is flowing: its clients must be there to see the first
+        # answer, and their start-up must not share the CPU with the rollback.
+        await hold_until(time.monotonic(), SETTLE)
         record, decided = await timed_rollback(spec_)
         result = running.stop()
     assert record.outcome == "live", record.failure

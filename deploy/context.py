@@ -38,7 +38,8 @@ class Context:
         # leaves it, whatever sink or store receives them.
         self.redact = Redactor([self.registry_password] if self.registry_password else [])
         for host in self.env.hosts:
-            self.executors.setdefault(host.name, executor_for(host, self.env.ssh))
+            if host.name not in self.executors:
+                self.executors[host.name] = executor_for(host, self.env.ssh)
             self.deployment.hosts.setdefault(host.name, HostProgress(name=host.name))
 
     @property

@@ -518,3 +518,24 @@ async def test_a_host_lost_during_cleanup_keeps_its_lock_and_says_how_to_release
         f"web2: lock not released (connection lost during {RELEASE}: {reset}); "
         "release it with `greenlight unlock --env production --yes`",
     ]
+
+
+async def test_a_failed_first_deployment_with_nothing_to_put_back_keeps_traffic_and_lock(
+    fleet: Callable[..., Fleet],
+) -> None:
+    # Nothing was live and the upstream file was empty: writing it back would leave the
+    # proxy with no server at all, so the new colour keeps serving for a human to decide.
+    f = fleet(("web1",), switched=True)
+    progress = f.record.hosts["web1"]
+    progress.live_before, progress.upstream_before, progress.idle_before = None, "", None
+    report = FailureReport(phase="monitor", message="unstable", app_fault=True)
+
+    await recover(f.ctx, report)
+
+    assert f.record.outcome == "unknown" and f.record.exit_code == 3
+    assert "nothing to put back; the new colour keeps the traffic" in f.record.notes[0]
+    host = f.hosts["web1"]
+    assert "switch proxy" not in host.steps
+    assert not any(step.startswith("tear down") for step in host.steps)
+    assert RELEASE not in host.steps and progress.locked
+    assert f.proxies["web1"].version == NEW
