@@ -155,6 +155,9 @@ def test_a_deploy_killed_mid_switch_is_reconciled_without_an_outage(
             Path(f"{hold}-reached").unlink()
         status = bed.status(spec)["hosts"]
         assert all(h["switch"] and "unfinished switch to v1.0.1" in h["switch"] for h in status)
+        # The killed command's lock is not left looking fresh: its process is gone.
+        assert all("ORPHANED: its process" in h["lock"] for h in status), status
+        assert all("greenlight unlock --env production --yes" in h["lock"] for h in status)
         assert bed.greenlight("unlock", "--yes", config=spec).code == 0
         failing = bed.greenlight("deploy", "v1.0.2", config=spec)
         assert failing.code == 1 and failing.has(r"production untouched"), failing.output
