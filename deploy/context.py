@@ -11,7 +11,7 @@ from deploy.commands import Command
 from deploy.commands.layout import Layout, Slot, layout_for
 from deploy.deployment import Deployment, HostProgress
 from deploy.errors import Cancelled, HostError, ProbeFailed
-from deploy.events import Event, EventSink, Kind, Redactor
+from deploy.events import EVENTS, EventSink, Kind, Redactor, event
 from deploy.executor import Executor, Result, executor_for
 from deploy.spec import Color, Environment, HostSpec, Spec
 from deploy.state import ColorRecord
@@ -92,18 +92,13 @@ class Context:
         *,
         phase: str | None = None,
         host: str | None = None,
-        **data: Any,
+        **fields: Any,
     ) -> None:
-        await self.sink.emit(
-            Event(
-                kind=kind,
-                deployment=self.deployment.id,
-                message=self.redact(message),
-                phase=phase,
-                host=host,
-                data=self.redact.deep(data),
-            )
+        """The typed event of that kind (its fields are checked), secrets redacted."""
+        typed = event(
+            kind, deployment=self.deployment.id, message=message, phase=phase, host=host, **fields
         )
+        await self.sink.emit(EVENTS.validate_python(self.redact.deep(typed.model_dump())))
 
     async def run(
         self,

@@ -80,6 +80,7 @@ class HostProgress(BaseModel):
 class Deployment(BaseModel):
     id: str
     kind: Literal["deploy", "rollback"] = "deploy"
+    app: str = ""
     env: str
     version: str
     who: str
@@ -94,6 +95,13 @@ class Deployment(BaseModel):
     switched_at: datetime | None = None
     hosts: dict[str, HostProgress] = Field(default_factory=dict)
     phases: dict[str, float] = Field(default_factory=dict)
+    # The cursor: phases that finished, in order (`phases` also times failed ones). A
+    # driver that runs one phase per job resumes after the last one here.
+    completed: list[str] = Field(default_factory=list)
+    # What the deployment was planned from: a later phase refuses another spec.
+    spec_hash: str = ""
+    # Seconds each phase may take, from the spec's own timeouts (job timeouts too).
+    budgets: dict[str, float] = Field(default_factory=dict)
     outcome: Outcome = "pending"
     failure: FailureReport | None = None
     # The seed's emergency switch: the test hook is not run, and history says so.

@@ -36,6 +36,18 @@ class Cancelled(GreenlightError):
     blames_release = False
 
 
+class SpecChanged(GreenlightError):
+    """The spec differs from the one the deployment was planned from."""
+
+    blames_release = False
+
+
+class PhaseOverran(GreenlightError):
+    """A phase outlived the budget its spec's timeouts allow."""
+
+    blames_release = False
+
+
 class PhaseFailed(Exception):
     """A phase failed; its report is complete (raised by `run_phase`)."""
 

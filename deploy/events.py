@@ -1,4 +1,4 @@
-"""Progress events: the one type every phase emits, and the sinks that receive them.
+"""Progress events: one typed model per kind, and the sinks that receive them.
 
 The engine never prints or talks to chat; it hands events to a sink. The CLI prints
 them, the jobs layer appends them to a Redis stream, tests collect them in a list.
@@ -9,9 +9,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from deploy.deployment import FailureReport
+from deploy.probes import Figures
 
 
 class Kind(StrEnum):
@@ -28,14 +31,109 @@ class Kind(StrEnum):
     warning = "warning"
 
 
-class Event(BaseModel):
-    kind: Kind
+Scalar = str | int | float | bool
+
+
+class _Event(BaseModel):
+    """What every event carries; each kind adds its own typed payload."""
+
+    model_config = ConfigDict(extra="forbid")
+
     deployment: str
     message: str = ""
     phase: str | None = None
     host: str | None = None
-    data: dict[str, Any] = Field(default_factory=dict)
     at: float = Field(default_factory=time.time)
+
+
+class DeployStarted(_Event):
+    kind: Literal[Kind.deploy_started] = Kind.deploy_started
+    app: str = ""
+    env: str
+    version: str
+    who: str
+    hosts: list[str]
+    skip_tests: bool = False
+
+
+class DeployFinished(_Event):
+    kind: Literal[Kind.deploy_finished] = Kind.deploy_finished
+    outcome: str
+    exit_code: int
+    phases: dict[str, float] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+    failure: FailureReport | None = None
+    skip_tests: bool = False
+
+
+class PhaseStarted(_Event):
+    kind: Literal[Kind.phase_started] = Kind.phase_started
+
+
+class PhaseFinished(_Event):
+    kind: Literal[Kind.phase_finished] = Kind.phase_finished
+    seconds: float
+
+
+class PhaseFailure(_Event):
+    kind: Literal[Kind.phase_failed] = Kind.phase_failed
+    report: FailureReport
+
+
+class Step(_Event):
+    """A step done on the way; `facts` are its figures (bytes backed up, MB free...)."""
+
+    kind: Literal[Kind.step] = Kind.step
+    facts: dict[str, Scalar] = Field(default_factory=dict)
+
+
+class Output(_Event):
+    """One line a remote command printed."""
+
+    kind: Literal[Kind.output] = Kind.output
+
+
+class Metrics(_Event):
+    """One interval of the stability window."""
+
+    kind: Literal[Kind.metrics] = Kind.metrics
+    interval: int
+    figures: Figures
+
+
+class RollbackStarted(_Event):
+    kind: Literal[Kind.rollback_started] = Kind.rollback_started
+
+
+class RollbackFinished(_Event):
+    kind: Literal[Kind.rollback_finished] = Kind.rollback_finished
+    seconds: float | None = None
+
+
+class Warned(_Event):
+    kind: Literal[Kind.warning] = Kind.warning
+
+
+Event = Annotated[
+    DeployStarted
+    | DeployFinished
+    | PhaseStarted
+    | PhaseFinished
+    | PhaseFailure
+    | Step
+    | Output
+    | Metrics
+    | RollbackStarted
+    | RollbackFinished
+    | Warned,
+    Field(discriminator="kind"),
+]
+EVENTS: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def event(kind: Kind, **fields: Any) -> Event:
+    """The typed event of that kind; a field the kind does not have is an error."""
+    return EVENTS.validate_python({"kind": kind, **fields})
 
 
 class EventSink(Protocol):

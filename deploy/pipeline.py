@@ -8,6 +8,7 @@ the verdict, release the locks. The jobs layer calls the same functions per job.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,9 +22,11 @@ from deploy.errors import (
     HostError,
     HostUnreachable,
     PhaseFailed,
+    PhaseOverran,
     Refused,
+    SpecChanged,
 )
-from deploy.events import Event, EventSink, Kind
+from deploy.events import DeployFinished, EventSink, Kind
 from deploy.ops.colors import teardown
 from deploy.ops.locks import release_all
 from deploy.ops.records import record_history, record_verdict
@@ -40,9 +43,9 @@ from deploy.phases.switch import switch
 from deploy.phases.test import run_tests
 from deploy.phases.verify import verify
 from deploy.registry import RegistryError
-from deploy.spec import HostSpec, Spec, SpecError
+from deploy.spec import HookSpec, HostSpec, Spec, SpecError
 from deploy.state import ColorRecord, HistoryEntry, HostState, now, parse_host_state
-from deploy.versions import InvalidVersion, deployment_id, parse_version
+from deploy.versions import InvalidVersion, parse_version
 
 Phase = Callable[[Context], Awaitable[object]]
 CancelCheck = Callable[[], Awaitable[bool]]
@@ -64,12 +67,57 @@ APP_PHASES = {"stage", "verify", "test", "smoke", "monitor"}
 LOG_PHASES = APP_PHASES
 
 
+def phase_budgets(ctx: Context) -> dict[str, float]:
+    """Seconds each phase may take: the sum of the spec's own timeouts for it, times the
+    batches its hosts run in, plus slack for round trips."""
+    env = ctx.env
+    batches = -(-len(env.hosts) // env.parallel)
+    hooks = env.hooks
+    images = len(ctx.spec.images) or 1
+
+    def hook(spec: HookSpec | None) -> float:
+        return spec.timeout if spec else 0.0
+
+    start = images * env.pull_timeout + env.boot_timeout + env.health.deadline
+    per_host = {
+        "preflight": 60.0,
+        "backup": hook(hooks.backup) + 120,
+        "stage": start + hook(hooks.migrate) + hook(hooks.static) + 60,
+        "verify": env.health.deadline + sum(c.timeout for c in env.dependencies) + 30,
+        "test": hook(hooks.test) + 30,
+        "smoke": sum(r.max_latency for r in env.smoke) + 10.0 * len(env.smoke) + 30,
+        "switch": 60 + env.proxy.confirm_timeout + env.proxy.confirm_settle,
+        "restore": start + 60,
+        "finalize": 120.0,
+        "rollback": env.boot_timeout + env.health.deadline + env.proxy.confirm_timeout + 60,
+        "cleanup": 180.0,
+    }
+    window = env.stability
+    return {name: seconds * batches for name, seconds in per_host.items()} | {
+        "prepare": ctx.spec.registry.timeout * 2 + 30,
+        "monitor": window.duration + window.interval + window.timeout + 30,
+        "finalize": per_host["finalize"] * batches + env.drain,
+    }
+
+
 async def run_phase(ctx: Context, name: str, phase: Phase) -> None:
     await ctx.emit(Kind.phase_started, name, phase=name)
     started = time.monotonic()
+    record = ctx.deployment
+    budget = record.budgets.get(name) or phase_budgets(ctx).get(name, 3600.0)
     try:
+        if record.spec_hash and record.spec_hash != ctx.spec.fingerprint():
+            raise SpecChanged(
+                f"the spec changed since {record.id} was planned; it is not used half-way"
+            )
         await ctx.check_cancelled()
-        await phase(ctx)
+        try:
+            async with asyncio.timeout(budget):
+                await phase(ctx)
+        except TimeoutError:
+            raise PhaseOverran(
+                f"{name} took longer than its budget of {budget:g} s (from the spec's timeouts)"
+            ) from None
     except Refused:
         ctx.deployment.phases[name] = round(time.monotonic() - started, 3)
         raise
@@ -81,7 +129,7 @@ async def run_phase(ctx: Context, name: str, phase: Phase) -> None:
             report.message,
             phase=name,
             host=report.host,
-            report=report.model_dump(),
+            report=report,
         )
         raise PhaseFailed(report) from exc
     took = round(time.monotonic() - started, 3)
@@ -193,11 +241,16 @@ async def _record_failure(ctx: Context, report: FailureReport) -> None:
 
 
 async def begin(ctx: Context) -> None:
+    """Plan-time facts into the record (spec hash, budgets), and the start event."""
     record = ctx.deployment
+    record.app = ctx.spec.app
+    record.spec_hash = record.spec_hash or ctx.spec.fingerprint()
+    record.budgets = record.budgets or phase_budgets(ctx)
     await ctx.emit(
         Kind.deploy_started,
         f"{record.kind} {record.version} to {record.env} by {record.who}"
         + (" (tests skipped)" if record.skip_tests else ""),
+        app=record.app,
         version=record.version,
         env=record.env,
         who=record.who,
@@ -217,25 +270,44 @@ async def finish(ctx: Context) -> Deployment:
         exit_code=record.exit_code,
         phases=record.phases,
         notes=record.notes,
-        failure=record.failure.model_dump() if record.failure else None,
+        failure=record.failure,
         skip_tests=record.skip_tests,
     )
     return record
 
 
-async def run_deploy_phases(ctx: Context, phases: list[tuple[str, Phase]]) -> Deployment:
-    """begin, every phase in turn, recovery on failure, finish: the in-process driver."""
-    record = ctx.deployment
-    await begin(ctx)
-    try:
-        for name, phase in phases:
+async def next_phase(ctx: Context, phases: list[tuple[str, Phase]]) -> str | None:
+    """Run the first phase the cursor has not passed; its name, or None when every phase
+    is done. Raises Refused or PhaseFailed for `settle`."""
+    for name, phase in phases:
+        if name not in ctx.deployment.completed:
             await run_phase(ctx, name, phase)
-    except Refused as exc:
+            ctx.deployment.completed.append(name)
+            return name
+    return None
+
+
+async def settle(ctx: Context, exc: Refused | PhaseFailed) -> None:
+    """What a refusal or a failed phase leaves: the record says refused, or recovery
+    puts production back."""
+    record = ctx.deployment
+    if isinstance(exc, Refused):
         record.outcome = "refused"
         record.failure = FailureReport(phase="refused", message=ctx.redact(str(exc)))
         record.finished_at = now()
-    except PhaseFailed as exc:
+    else:
         await recover(ctx, exc.report)
+
+
+async def run_deploy_phases(ctx: Context, phases: list[tuple[str, Phase]]) -> Deployment:
+    """begin, every phase in turn, settle on failure, finish: the in-process driver. A
+    job-per-phase driver calls the same four functions, one phase per job."""
+    await begin(ctx)
+    try:
+        while await next_phase(ctx, phases):
+            pass
+    except (Refused, PhaseFailed) as exc:
+        await settle(ctx, exc)
     except BaseException:
         await ctx.close()
         raise
@@ -387,7 +459,8 @@ async def rollback(
     cancel: CancelCheck | None = None,
 ) -> Deployment:
     """Go back to the last good release before the live one (or `to`): a reload when the
-    idle colour keeps it warm, a restore from its image when it does not."""
+    idle colour keeps it warm, a restore from its image when it does not. The request
+    keeps its id (`<env>-rollback-<stamp>`) from the moment it is made to its end."""
     plan = Deployment(
         id=_request_id(env_name or "?", "rollback"),
         kind="rollback",
@@ -411,7 +484,6 @@ async def rollback(
         return await _refused(plan, ctx.redact(str(exc)), sink)
     plan.version, plan.image, plan.digest = chosen.version, chosen.image, chosen.digest
     plan.images = dict(chosen.images)
-    plan.id = deployment_id(env.name, parse_version(chosen.version))
     plan.hosts = {h.name: HostProgress(name=h.name) for h in env.hosts}
     return await run_deploy_phases(ctx, ROLLBACK_PHASES)
 
@@ -421,11 +493,12 @@ async def _refused(record: Deployment, message: str, sink: EventSink) -> Deploym
     record.failure = FailureReport(phase="refused", message=message)
     record.finished_at = now()
     await sink.emit(
-        Event(
-            kind=Kind.deploy_finished,
+        DeployFinished(
             deployment=record.id,
             message=summary(record),
-            data={"outcome": "refused", "exit_code": 2, "failure": record.failure.model_dump()},
+            outcome="refused",
+            exit_code=2,
+            failure=record.failure,
         )
     )
     return record

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from pydantic import BaseModel
 
 from deploy.errors import ProbeFailed, WrongColour
 from deploy.spec import HealthSpec, SmokeRequest, StabilitySpec
@@ -134,6 +135,19 @@ def stability_error(probe: Probe) -> bool:
     return probe.status is None or probe.status >= 500
 
 
+class Figures(BaseModel):
+    """What the stability window saw: per interval, or in all."""
+
+    requests: int
+    errors: int
+    error_rate: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    versions: dict[str, int]
+    elapsed: float = 0.0
+
+
 @dataclass
 class IntervalMetrics:
     requests: int = 0
@@ -151,16 +165,17 @@ class IntervalMetrics:
             self.errors += 1
             self.failures.append(probe.summary)
 
-    def figures(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "errors": self.errors,
-            "error_rate": round(self.errors / self.requests, 4) if self.requests else 0.0,
-            "p50_ms": _ms(percentile(self.latencies, 50)),
-            "p95_ms": _ms(percentile(self.latencies, 95)),
-            "p99_ms": _ms(percentile(self.latencies, 99)),
-            "versions": dict(self.versions),
-        }
+    def figures(self, elapsed: float = 0.0) -> Figures:
+        return Figures(
+            requests=self.requests,
+            errors=self.errors,
+            error_rate=round(self.errors / self.requests, 4) if self.requests else 0.0,
+            p50_ms=_ms(percentile(self.latencies, 50)),
+            p95_ms=_ms(percentile(self.latencies, 95)),
+            p99_ms=_ms(percentile(self.latencies, 99)),
+            versions=dict(self.versions),
+            elapsed=elapsed,
+        )
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
@@ -315,7 +330,7 @@ async def stability_window(
     urls: Sequence[str],
     spec: StabilitySpec,
     version_header: str,
-    on_interval: Callable[[int, dict[str, Any]], Awaitable[None]],
+    on_interval: Callable[[int, Figures], Awaitable[None]],
 ) -> IntervalMetrics:
     """Probe every url and path each interval for the window's duration.
 
@@ -340,7 +355,7 @@ async def stability_window(
             for probe in probes:
                 interval.add(probe)
                 total.add(probe)
-            figures = interval.figures() | {"elapsed": round(time.monotonic() - started, 2)}
+            figures = interval.figures(elapsed=round(time.monotonic() - started, 2))
             await on_interval(index, figures)
             verdict = stability_verdict(total, spec)
             if verdict:

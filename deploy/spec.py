@@ -7,6 +7,7 @@ top-level section to override it for that environment only.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
@@ -329,6 +330,11 @@ class Spec(_Model):
             raise SpecError(f"unknown environment {name!r} (known: {choices})")
         return self.environments[name]
 
+    def fingerprint(self) -> str:
+        """A hash of everything the spec says (not where it was read from)."""
+        text = self.model_dump_json(exclude={"source"})
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     @property
     def main_image(self) -> str:
         """`image`, or the first of `images` (a deployment's main image is the one its
@@ -408,6 +414,70 @@ def load_spec(path: str | os.PathLike[str] | None = None) -> Spec:
     except yaml.YAMLError as exc:
         raise SpecError(f"{chosen}: not valid YAML: {exc}") from None
     return parse_spec(raw, chosen.resolve())
+
+
+def load_specs(path: str | os.PathLike[str] | None = None) -> dict[str, Spec]:
+    """PATH (or $GREENLIGHT_CONFIG, or ./greenlight.yml) is one spec, or a directory of
+    specs, one app each (`*.yml`, `*.yaml`). Apps that would collide on a host (the same
+    app directory, upstream file or ports) are refused, naming both."""
+    chosen = Path(path or os.environ.get("GREENLIGHT_CONFIG") or "greenlight.yml")
+    if not chosen.is_dir():
+        spec = load_spec(chosen)
+        check_apart({spec.app: spec})
+        return {spec.app: spec}
+    files = sorted(p for p in chosen.iterdir() if p.suffix in (".yml", ".yaml") and p.is_file())
+    if not files:
+        raise SpecError(f"{chosen}: no spec (*.yml) in this directory")
+    specs: dict[str, Spec] = {}
+    for file in files:
+        try:
+            spec = load_spec(file)
+        except SpecError as exc:
+            raise SpecError(f"{file.name}: {exc}") from None
+        if spec.app in specs:
+            first = specs[spec.app].source
+            where = first.name if first else "another file"
+            raise SpecError(f"{file.name}: app {spec.app!r} is already defined in {where}")
+        specs[spec.app] = spec
+    check_apart(specs)
+    return specs
+
+
+def check_apart(specs: dict[str, Spec]) -> None:
+    """Two deployments that share a host must not share what is theirs on it."""
+    seen: dict[tuple[str, int], list[tuple[str, Environment]]] = {}
+    for spec in specs.values():
+        for env in spec.environments.values():
+            for host in env.hosts:
+                seen.setdefault((host.address, host.port), []).append((spec.app, env))
+    for (address, _), users in seen.items():
+        for i, (app_a, a) in enumerate(users):
+            for app_b, b in users[i + 1 :]:
+                who = f"{app_a}/{a.name} and {app_b}/{b.name} on {address}"
+                if app_a == app_b:
+                    raise SpecError(
+                        f"{who}: two environments of one app cannot share a host "
+                        f"(their compose projects would be the same, {app_a}-blue)"
+                    )
+                if a.app_dir == b.app_dir:
+                    raise SpecError(f"{who} both use app_dir {a.app_dir!r}")
+                if a.proxy.upstream_file == b.proxy.upstream_file:
+                    raise SpecError(f"{who} both use upstream_file {a.proxy.upstream_file!r}")
+                shared = {a.ports.blue, a.ports.green} & {b.ports.blue, b.ports.green}
+                if shared:
+                    raise SpecError(f"{who} both use port {min(shared)}")
+
+
+def choose_app(specs: dict[str, Spec], app: str | None) -> Spec:
+    """The named app, or the only one; SpecError names the choices."""
+    choices = ", ".join(sorted(specs))
+    if app is None:
+        if len(specs) == 1:
+            return next(iter(specs.values()))
+        raise SpecError(f"choose an app with --app ({choices})")
+    if app not in specs:
+        raise SpecError(f"unknown app {app!r} (known: {choices})")
+    return specs[app]
 
 
 def _resolve_local_paths(spec: Spec, source: Path | None) -> Spec:

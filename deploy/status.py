@@ -1,32 +1,73 @@
-"""What runs where: each host's live colour, version, digest, lock and history."""
+"""What runs where: each host's live colour, version, digest, lock and history, as a
+typed report, and its text rendering (a pure function, like every renderer)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from datetime import datetime
+
+from pydantic import BaseModel, Field
 
 from deploy.commands import state as state_commands
 from deploy.commands.layout import layout_for
 from deploy.errors import HostError
 from deploy.executor import executor_for
-from deploy.spec import HostSpec, Spec
-from deploy.state import HistoryEntry, HostState, parse_host_state
+from deploy.spec import Color, HostSpec, Spec
+from deploy.state import ColorStatus, HistoryEntry, HostState, parse_host_state
 from deploy.versions import version_key
 
 
-async def collect_status(spec: Spec, env_name: str | None, history: int = 10) -> dict[str, Any]:
+class LiveView(BaseModel):
+    color: Color
+    version: str
+    digest: str
+
+
+class ColorView(BaseModel):
+    version: str
+    status: ColorStatus
+    digest: str
+    images: dict[str, str] = Field(default_factory=dict)
+    warm_until: datetime | None = None
+
+
+class HostStatus(BaseModel):
+    name: str
+    reachable: bool
+    error: str | None = None
+    epoch: int = 0
+    live: LiveView | None = None
+    colors: dict[Color, ColorView] = Field(default_factory=dict)
+    lock: str | None = None
+    switch: str | None = None
+    bad_versions: list[str] = Field(default_factory=list)
+    problems: list[str] = Field(default_factory=list)
+
+
+class EnvironmentStatus(BaseModel):
+    app: str
+    env: str
+    hosts: list[HostStatus]
+    history: list[HistoryEntry]
+
+    @property
+    def all_reachable(self) -> bool:
+        return all(h.reachable for h in self.hosts)
+
+
+async def collect_status(spec: Spec, env_name: str | None, history: int = 10) -> EnvironmentStatus:
     env = spec.environment(env_name)
     layout = layout_for(spec, env)
 
-    async def one(host: HostSpec) -> tuple[dict[str, Any], HostState | None]:
+    async def one(host: HostSpec) -> tuple[HostStatus, HostState | None]:
         executor = executor_for(host, env.ssh)
         try:
             result = await executor.run(state_commands.read(layout, history))
+            state = parse_host_state(host.name, result.output)
         except HostError as exc:
-            return {"name": host.name, "reachable": False, "error": exc.reason}, None
+            return HostStatus(name=host.name, reachable=False, error=exc.reason), None
         finally:
             await executor.close()
-        state = parse_host_state(host.name, result.output)
         return describe_host(state, env.name), state
 
     results = await asyncio.gather(*(one(h) for h in env.hosts))
@@ -35,37 +76,66 @@ async def collect_status(spec: Spec, env_name: str | None, history: int = 10) ->
         for entry in state.history if state else []:
             entries.setdefault(entry.deployment, entry)
     recent = sorted(entries.values(), key=lambda e: e.finished_at, reverse=True)[:history]
-    return {
-        "app": spec.app,
-        "env": env.name,
-        "hosts": [described for described, _ in results],
-        "history": [e.model_dump() for e in recent],
-    }
+    return EnvironmentStatus(
+        app=spec.app, env=env.name, hosts=[described for described, _ in results], history=recent
+    )
 
 
-def describe_host(state: HostState, env: str) -> dict[str, Any]:
+def describe_host(state: HostState, env: str) -> HostStatus:
     live = state.live_record
-    return {
-        "name": state.host,
-        "reachable": True,
-        "epoch": state.epoch,
-        "live": (
-            {"color": live.color, "version": live.version, "digest": live.digest} if live else None
-        ),
-        "colors": {
-            c: r.model_dump(include={"version", "status", "digest", "images", "warm_until"})
+    return HostStatus(
+        name=state.host,
+        reachable=True,
+        epoch=state.epoch,
+        live=LiveView(color=live.color, version=live.version, digest=live.digest) if live else None,
+        colors={
+            c: ColorView.model_validate(r.model_dump(include=set(ColorView.model_fields)))
             for c, r in state.colors.items()
         },
-        "lock": state.lock.describe(env) if state.lock else None,
-        "switch": (
+        lock=state.lock.describe(env) if state.lock else None,
+        switch=(
             f"unfinished switch to {state.switch.to_version} ({state.switch.to_color}) by "
             f"{state.switch.deployment}; the next deployment reconciles it"
             if state.switch
             else None
         ),
-        "bad_versions": sorted(state.bad, key=version_key),
-        "problems": state.problems,
-    }
+        bad_versions=sorted(state.bad, key=version_key),
+        problems=state.problems,
+    )
+
+
+def render_status(status: EnvironmentStatus) -> list[str]:
+    lines = [f"{status.app} / {status.env}"]
+    for host in status.hosts:
+        if not host.reachable:
+            lines.append(f"  {host.name}: UNREACHABLE ({host.error})")
+            continue
+        live = host.live
+        what = f"{live.version} on {live.color} ({live.digest[:19]})" if live else "nothing live"
+        lines.append(f"  {host.name}: {what}, epoch {host.epoch}")
+        for color, record in sorted(host.colors.items()):
+            warm = record.warm_until
+            until = (
+                f" (kept warm until {warm:%H:%M} UTC)"
+                if warm and record.status == "running"
+                else ""
+            )
+            lines.append(f"      {color}: {record.version} {record.status}{until}")
+        if host.lock:
+            lines.append(f"      LOCKED: {host.lock}")
+        if host.switch:
+            lines.append(f"      SWITCH: {host.switch}")
+        for problem in host.problems:
+            lines.append(f"      problem: {problem}")
+    if status.history:
+        lines.append("  last deployments:")
+        for entry in status.history:
+            skipped = " (tests skipped)" if entry.skipped_tests else ""
+            lines.append(
+                f"    {entry.finished_at:%Y-%m-%d %H:%M:%S}  {entry.deployment:<45} "
+                f"{entry.kind:<8} {entry.result:<12} by {entry.who}{skipped}"
+            )
+    return lines
 
 
 async def break_locks(spec: Spec, env_name: str | None) -> list[str]:

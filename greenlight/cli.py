@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -17,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from deploy.events import Event
+    from deploy.events import DeployFinished, Event
     from deploy.spec import Spec
 
 EXIT_REFUSED = 2
@@ -26,9 +25,11 @@ EXIT_REFUSED = 2
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="greenlight", description=__doc__.splitlines()[0])
     common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--app", help="app, when the config is a directory of several specs")
     common.add_argument("--env", help="environment from the spec (default: its default)")
     common.add_argument(
-        "--config", help="spec file (default: $GREENLIGHT_CONFIG or greenlight.yml)"
+        "--config",
+        help="spec file, or a directory of them (default: $GREENLIGHT_CONFIG or greenlight.yml)",
     )
     common.add_argument("-q", "--quiet", action="store_true", help="hide remote command output")
     sub = top.add_subparsers(dest="command", required=True)
@@ -53,13 +54,18 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from deploy.settings import EngineSettings
-    from deploy.spec import SpecError, load_spec
+    from deploy.spec import SpecError, choose_app, load_specs
 
     settings = EngineSettings()
     try:
-        spec = load_spec(args.config)
+        specs = load_specs(args.config)
     except SpecError as exc:
         print(f"greenlight: invalid spec: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    try:
+        spec = choose_app(specs, args.app)
+    except SpecError as exc:
+        print(f"greenlight: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     try:
         if args.command == "status":
@@ -180,74 +186,33 @@ class Printer:
         }.get(event.kind, "·")
         text = event.message
         if event.kind == Kind.phase_finished:
-            text = f"{event.phase} done in {event.data.get('seconds', 0):.2f} s"
+            text = f"{event.phase} done in {event.seconds:.2f} s"
         print(f"{stamp} {where} {mark} {text}", file=self.out, flush=True)
         if event.kind == Kind.deploy_finished:
             self._final(event)
 
-    def _final(self, event: Event) -> None:
-        from deploy.deployment import FailureReport
-
-        failure = event.data.get("failure")
-        if failure and event.data.get("outcome") != "refused":
-            for line in FailureReport.model_validate(failure).lines():
+    def _final(self, event: DeployFinished) -> None:
+        if event.failure and event.outcome != "refused":
+            for line in event.failure.lines():
                 print(f"    {line}", file=self.out)
-        for note in event.data.get("notes") or []:
+        for note in event.notes:
             print(f"    note: {note}", file=self.out)
-        phases = event.data.get("phases") or {}
-        if phases:
-            timing = ", ".join(f"{k} {v:.1f}s" for k, v in phases.items())
+        if event.phases:
+            timing = ", ".join(f"{k} {v:.1f}s" for k, v in event.phases.items())
             print(f"    phases: {timing}", file=self.out)
-        print(f"    exit {event.data.get('exit_code')}", file=self.out, flush=True)
+        print(f"    exit {event.exit_code}", file=self.out, flush=True)
 
 
 async def _status(spec: Spec, env_name: str | None, as_json: bool) -> int:
-    from deploy.status import collect_status
+    from deploy.status import collect_status, render_status
 
-    report = await collect_status(spec, env_name)
+    status = await collect_status(spec, env_name)
     if as_json:
-        print(json.dumps(report, indent=2, default=str))
+        print(status.model_dump_json(indent=2))
     else:
-        for line in render_status(report):
+        for line in render_status(status):
             print(line)
-    return 0 if all(h.get("reachable") for h in report["hosts"]) else 3
-
-
-def render_status(report: dict[str, Any]) -> list[str]:
-    lines = [f"{report['app']} / {report['env']}"]
-    for host in report["hosts"]:
-        if not host.get("reachable"):
-            lines.append(f"  {host['name']}: UNREACHABLE ({host.get('error')})")
-            continue
-        live = host.get("live")
-        what = (
-            f"{live['version']} on {live['color']} ({live['digest'][:19]})"
-            if live
-            else "nothing live"
-        )
-        lines.append(f"  {host['name']}: {what}, epoch {host['epoch']}")
-        for color, record in sorted(host["colors"].items()):
-            warm = record.get("warm_until")
-            until = (
-                f" (kept warm until {warm:%H:%M} UTC)"
-                if warm and record["status"] == "running"
-                else ""
-            )
-            lines.append(f"      {color}: {record['version']} {record['status']}{until}")
-        if host.get("lock"):
-            lines.append(f"      LOCKED: {host['lock']}")
-        if host.get("switch"):
-            lines.append(f"      SWITCH: {host['switch']}")
-        for problem in host.get("problems", []):
-            lines.append(f"      problem: {problem}")
-    if report["history"]:
-        lines.append("  last deployments:")
-        for entry in report["history"]:
-            lines.append(
-                f"    {entry['finished_at']:%Y-%m-%d %H:%M:%S}  {entry['deployment']:<45} "
-                f"{entry['kind']:<8} {entry['result']:<12} by {entry['who']}"
-            )
-    return lines
+    return 0 if status.all_reachable else 3
 
 
 async def _unlock(spec: Spec, env_name: str | None, yes: bool) -> int:

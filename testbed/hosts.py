@@ -62,6 +62,22 @@ http {{
         include upstream.conf;
         keepalive 32;
     }}
+    upstream ledger {{
+        include ledger-upstream.conf;
+        keepalive 32;
+    }}
+    server {{
+        listen {address}:{ledger_port};
+        location / {{
+            proxy_pass http://ledger;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_connect_timeout 1s;
+            proxy_read_timeout 30s;
+        }}
+    }}
     server {{
         listen {address}:{port};
         location / {{
@@ -179,6 +195,7 @@ def nginx_conf(host: Host) -> str:
         temp_paths=services.nginx_temp_paths(),
         address=host.address,
         port=paths.PROXY_PORT,
+        ledger_port=paths.LEDGER_PROXY_PORT,
     )
 
 
@@ -211,8 +228,9 @@ def ensure_files(host: Host, client_pub: str) -> tuple[bool, bool]:
     write_if_changed(host.authorized_keys, client_pub)
     _own(host.authorized_keys, entry, 0o600)
 
-    host.app_dir.mkdir(exist_ok=True)
-    _own(host.app_dir, entry, 0o755)
+    for app_dir in (host.app_dir, host.ledger_dir):
+        app_dir.mkdir(exist_ok=True)
+        _own(app_dir, entry, 0o755)
     restore_compose_file(host, entry)
 
     prefix = host.nginx_prefix
@@ -221,7 +239,7 @@ def ensure_files(host: Host, client_pub: str) -> tuple[bool, bool]:
         _own(prefix / sub, entry, 0o755)
     changed = write_if_changed(prefix / "nginx.conf", nginx_conf(host))
     _own(prefix / "nginx.conf", entry, 0o644)
-    if not host.upstream_file.exists():
+    if not host.upstream_file.exists() or not host.ledger_upstream_file.exists():
         write_upstream(host, entry)
 
     if not host.host_key.exists():
@@ -234,18 +252,23 @@ def restore_compose_file(host: Host, entry: pwd.struct_passwd | None = None) -> 
     """The sample app's compose files: one image (compose.yml), or web and frontend
     released together (compose.multi.yml)."""
     entry = entry or pwd.getpwnam(host.user)
-    for name in ("compose.yml", "compose.multi.yml"):
-        target = host.app_dir / name
+    for app_dir, name in [
+        (host.app_dir, "compose.yml"),
+        (host.app_dir, "compose.multi.yml"),
+        (host.ledger_dir, "compose.yml"),
+    ]:
+        target = app_dir / name
         write_if_changed(target, (paths.SAMPLE_APP / name).read_text())
         _own(target, entry, 0o644)
 
 
 def write_upstream(host: Host, entry: pwd.struct_passwd | None = None) -> None:
     entry = entry or pwd.getpwnam(host.user)
-    tmp = host.upstream_file.with_name(".upstream.conf.testbed")
-    tmp.write_text(NO_LIVE_COLOUR)
-    _own(tmp, entry, 0o644)
-    os.replace(tmp, host.upstream_file)
+    for upstream in (host.upstream_file, host.ledger_upstream_file):
+        tmp = upstream.with_name(f".{upstream.name}.testbed")
+        tmp.write_text(NO_LIVE_COLOUR)
+        _own(tmp, entry, 0o644)
+        os.replace(tmp, upstream)
 
 
 # --- docker engine ------------------------------------------------------------------------
@@ -487,9 +510,10 @@ def _reset_one(host: Host) -> None:
     for pattern in ("greenlight-stop-later", "switch.json", "greenlight-hold"):
         subprocess.run(["pkill", "-9", "-u", host.user, "-f", pattern], check=False)
     removed = remove_containers(host)
-    for name in (".greenlight", "data", "backups"):
-        shutil.rmtree(host.app_dir / name, ignore_errors=True)
-    (host.app_dir / ".env").unlink(missing_ok=True)  # host-local faults set by tests
+    for app_dir in (host.app_dir, host.ledger_dir):
+        for name in (".greenlight", "data", "backups"):
+            shutil.rmtree(app_dir / name, ignore_errors=True)
+        (app_dir / ".env").unlink(missing_ok=True)  # host-local faults set by tests
     restore_compose_file(host)
     write_upstream(host)
     write_if_changed(host.nginx_prefix / "nginx.conf", nginx_conf(host))

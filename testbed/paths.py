@@ -28,6 +28,12 @@ PUBLIC_URL = f"http://{PUBLIC_ADDR}:{PROXY_PORT}"
 REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/0"
 APP_NAME = "sample"
 PORTS = {"blue": 8001, "green": 8002}
+# A second app on the same hosts (the same sample image): its own app dir, ports,
+# upstream file and proxy port, so several apps are tested for real.
+LEDGER = "ledger"
+LEDGER_PORTS = {"blue": 8011, "green": 8012}
+LEDGER_PROXY_PORT = 8081
+LEDGER_PUBLIC_URL = f"http://{PUBLIC_ADDR}:{LEDGER_PROXY_PORT}"
 
 # dockerd exec roots hold containerd's unix socket: keep them short (108-byte sun_path limit).
 EXEC_ROOT = Path("/run/gltb")
@@ -67,6 +73,11 @@ def known_hosts() -> Path:
 
 def spec_file() -> Path:
     return state_dir() / "greenlight.yml"
+
+
+def apps_dir() -> Path:
+    """A directory of specs, one per app (sample and ledger), for multi-app use."""
+    return state_dir() / "apps"
 
 
 def env_file() -> Path:
@@ -135,6 +146,18 @@ class Host:
     @property
     def upstream_file(self) -> Path:
         return self.nginx_prefix / "upstream.conf"
+
+    @property
+    def ledger_dir(self) -> Path:
+        return self.home / LEDGER
+
+    @property
+    def ledger_upstream_file(self) -> Path:
+        return self.nginx_prefix / "ledger-upstream.conf"
+
+    @property
+    def ledger_proxy_url(self) -> str:
+        return f"http://{self.address}:{LEDGER_PROXY_PORT}"
 
     @property
     def nginx_pid(self) -> Path:

@@ -19,13 +19,13 @@ app: {app}
 image: {image}
 registry: {{url: "{registry_url}"}}
 default_environment: production
-app_dir: app
+app_dir: {app_dir}
 compose_file: compose.yml
 service: web
 ports: {{blue: {blue}, green: {green}}}
 version_header: X-App-Version
 proxy:
-  upstream_file: nginx/upstream.conf
+  upstream_file: {upstream_file}
   test: [/usr/sbin/nginx, -t, -q, -p, nginx, -c, nginx.conf, -e, error.log]
   reload: [/usr/sbin/nginx, -s, reload, -p, nginx, -c, nginx.conf, -e, error.log]
   confirm_timeout: 5
@@ -55,7 +55,7 @@ parallel: 10
 environments:
   production:
     public_url: {public_url}
-    ssh: {{key: ssh/id_ed25519, known_hosts: ssh/known_hosts}}
+    ssh: {{key: {ssh}/id_ed25519, known_hosts: {ssh}/known_hosts}}
     hosts:
 """
 
@@ -65,18 +65,28 @@ SPEC_HOST = (
 )
 
 
-def spec_text(hosts: list[Host]) -> str:
+def spec_text(hosts: list[Host], app: str = paths.APP_NAME, ssh: str = "ssh") -> str:
+    """The sample app's spec, or the second app's (`ledger`: own dir, ports, upstream)."""
+    ledger = app == paths.LEDGER
+    ports = paths.LEDGER_PORTS if ledger else paths.PORTS
     text = SPEC_HEAD.format(
-        app=paths.APP_NAME,
+        app=app,
         image=paths.IMAGE,
         registry_url=paths.REGISTRY_URL,
-        blue=paths.PORTS["blue"],
-        green=paths.PORTS["green"],
-        public_url=paths.PUBLIC_URL,
+        app_dir=paths.LEDGER if ledger else "app",
+        upstream_file="nginx/ledger-upstream.conf" if ledger else "nginx/upstream.conf",
+        blue=ports["blue"],
+        green=ports["green"],
+        public_url=paths.LEDGER_PUBLIC_URL if ledger else paths.PUBLIC_URL,
+        ssh=ssh,
     )
     for h in hosts:
         text += SPEC_HOST.format(
-            name=h.name, address=h.address, port=paths.SSH_PORT, user=h.user, proxy_url=h.proxy_url
+            name=h.name,
+            address=h.address,
+            port=paths.SSH_PORT,
+            user=h.user,
+            proxy_url=h.ledger_proxy_url if ledger else h.proxy_url,
         )
     return text
 
@@ -171,5 +181,8 @@ def write_all(hosts: list[Host], digests: dict[str, str]) -> None:
         paths.known_hosts(), "".join(known_hosts_line(h) + "\n" for h in hosts), mode=0o644
     )
     write_if_changed(paths.spec_file(), spec_text(hosts))
+    paths.apps_dir().mkdir(exist_ok=True)
+    for app in (paths.APP_NAME, paths.LEDGER):
+        write_if_changed(paths.apps_dir() / f"{app}.yml", spec_text(hosts, app, ssh="../ssh"))
     write_if_changed(paths.env_file(), env_text(hosts))
     write_if_changed(paths.info_file(), json.dumps(info(hosts, digests), indent=2) + "\n")

@@ -310,6 +310,22 @@ http {{
 {servers}
         keepalive 32;
     }}
+    upstream ledger {{
+{ledger_servers}
+        keepalive 32;
+    }}
+    server {{
+        listen {addr}:{ledger_port};
+        location / {{
+            proxy_pass http://ledger;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_connect_timeout 1s;
+            proxy_read_timeout 30s;
+        }}
+    }}
     server {{
         listen {addr}:{port};
         location / {{
@@ -341,11 +357,14 @@ def ensure_lb(host_addresses: list[str]) -> None:
         (prefix / "tmp" / kind).mkdir(parents=True, exist_ok=True)
         os.chown(prefix / "tmp" / kind, www.pw_uid, www.pw_gid)
     servers = "\n".join(f"        server {a}:{paths.PROXY_PORT};" for a in host_addresses)
+    ledger = "\n".join(f"        server {a}:{paths.LEDGER_PROXY_PORT};" for a in host_addresses)
     conf = LB_CONF.format(
         temp_paths=nginx_temp_paths(),
         servers=servers,
+        ledger_servers=ledger,
         addr=paths.PUBLIC_ADDR,
         port=paths.PROXY_PORT,
+        ledger_port=paths.LEDGER_PROXY_PORT,
     )
     changed = write_if_changed(prefix / "nginx.conf", conf)
     pid_file = prefix / "nginx.pid"

@@ -12,13 +12,15 @@ from typing import Any
 from . import paths
 
 
-def base() -> dict[str, Any]:
+def base(app: str | None = None) -> dict[str, Any]:
+    """The generated spec of the sample app, or of another app of the bed (`ledger`)."""
     import yaml
 
-    return dict(yaml.safe_load(paths.spec_file().read_text()))
+    source = paths.apps_dir() / f"{app}.yml" if app else paths.spec_file()
+    return dict(yaml.safe_load(source.read_text()))
 
 
-def variant(hosts: tuple[str, ...], out: Path, **overrides: Any) -> Path:
+def variant(hosts: tuple[str, ...], out: Path, app: str | None = None, **overrides: Any) -> Path:
     """A spec for some of the bed's hosts, with top-level sections merged with `overrides`.
 
     The public URL is the load balancer only when every host of the bed is in the
@@ -27,7 +29,7 @@ def variant(hosts: tuple[str, ...], out: Path, **overrides: Any) -> Path:
     """
     import yaml
 
-    doc = json.loads(json.dumps(base()))
+    doc = json.loads(json.dumps(base(app)))
     env = doc["environments"]["production"]
     everyone = {h["name"]: h for h in env["hosts"]}
     env["hosts"] = [everyone[name] for name in hosts]

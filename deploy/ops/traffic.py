@@ -73,7 +73,7 @@ async def confirm(ctx: Context, host: HostSpec | None, version: str, *, phase: s
         f"{base} answers {version} ({took * 1000:.0f} ms after reload, settled)",
         phase=phase,
         host=host.name if host else None,
-        confirm_ms=round(took * 1000, 1),
+        facts={"confirm_ms": round(took * 1000, 1)},
     )
 
 

@@ -53,7 +53,7 @@ async def backup_host(ctx: Context, host: HostSpec) -> None:
         f"backup {progress.backup.path}: {size} bytes, sha256 {progress.backup.sha256[:12]}",
         phase=PHASE,
         host=host.name,
-        **progress.backup.model_dump(),
+        facts=progress.backup.model_dump(),
     )
     pruned = await ctx.run(
         host,
@@ -67,5 +67,5 @@ async def backup_host(ctx: Context, host: HostSpec) -> None:
             f"pruned {len(pruned.tail)} backups older than {ctx.env.backup.retention_days} days",
             phase=PHASE,
             host=host.name,
-            pruned=pruned.tail,
+            facts={"pruned": len(pruned.tail)},
         )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from deploy import probes
 from deploy.context import Context
 from deploy.events import Kind
@@ -22,14 +20,14 @@ async def monitor(ctx: Context) -> None:
         await ctx.emit(Kind.step, "stability window disabled", phase=PHASE)
         return
 
-    async def report(index: int, figures: dict[str, Any]) -> None:
+    async def report(index: int, figures: probes.Figures) -> None:
         await ctx.emit(
             Kind.metrics,
-            f"interval {index}: {figures['requests']} requests, {figures['errors']} errors, "
-            f"p50 {figures['p50_ms']:.0f} ms, p95 {figures['p95_ms']:.0f} ms",
+            f"interval {index}: {figures.requests} requests, {figures.errors} errors, "
+            f"p50 {figures.p50_ms:.0f} ms, p95 {figures.p95_ms:.0f} ms",
             phase=PHASE,
             interval=index,
-            **figures,
+            figures=figures,
         )
         await ctx.check_cancelled()
 
@@ -37,8 +35,8 @@ async def monitor(ctx: Context) -> None:
     figures = total.figures()
     await ctx.emit(
         Kind.step,
-        f"stable for {window.duration:g} s: {figures['requests']} requests, "
-        f"{figures['errors']} errors, p95 {figures['p95_ms']:.0f} ms",
+        f"stable for {window.duration:g} s: {figures.requests} requests, "
+        f"{figures.errors} errors, p95 {figures.p95_ms:.0f} ms",
         phase=PHASE,
-        **figures,
+        facts=figures.model_dump(exclude={"versions"}),
     )

@@ -83,8 +83,7 @@ async def check_host(ctx: Context, host: HostSpec) -> None:
         f"{mem_mb} MB memory free",
         phase=PHASE,
         host=host.name,
-        disk_mb=disk_mb,
-        memory_mb=mem_mb,
+        facts={"disk_mb": disk_mb, "memory_mb": mem_mb},
     )
 
 

@@ -55,5 +55,8 @@ async def prepare(ctx: Context) -> None:
     for ref in list(record.images.values()) or [record.image]:
         image, digest = ref.rsplit("@", 1)
         await ctx.emit(
-            Kind.step, f"{image}:{record.version} is {digest}", phase="prepare", image=ref
+            Kind.step,
+            f"{image}:{record.version} is {digest}",
+            phase="prepare",
+            facts={"image": ref},
         )

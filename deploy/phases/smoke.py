@@ -35,6 +35,5 @@ async def smoke_host(ctx: Context, host: HostSpec) -> None:
         f"{len(answers)} smoke requests passed (slowest {slowest * 1000:.0f} ms)",
         phase=PHASE,
         host=host.name,
-        requests=len(answers),
-        slowest_ms=round(slowest * 1000, 1),
+        facts={"requests": len(answers), "slowest_ms": round(slowest * 1000, 1)},
     )

@@ -2,9 +2,11 @@
 
 import pytest
 
+from deploy.errors import WrongColour
 from deploy.probes import (
     IntervalMetrics,
     Probe,
+    check_version,
     health_problem,
     percentile,
     smoke_problem,
@@ -79,13 +81,26 @@ def test_interval_figures() -> None:
     figures = window(
         probe(200, 0.010), probe(200, 0.020, version="v2"), probe(500, 0.030)
     ).figures()
-    assert figures["requests"] == 3 and figures["errors"] == 1
-    assert figures["error_rate"] == pytest.approx(0.3333, abs=1e-3)
-    assert figures["p50_ms"] == 20.0 and figures["p99_ms"] == 30.0
-    assert figures["versions"] == {"v1": 2, "v2": 1}
+    assert figures.requests == 3 and figures.errors == 1
+    assert figures.error_rate == pytest.approx(0.3333, abs=1e-3)
+    assert figures.p50_ms == 20.0 and figures.p99_ms == 30.0
+    assert figures.versions == {"v1": 2, "v2": 1}
 
 
 def test_percentile_nearest_rank() -> None:
     assert percentile([], 95) == 0.0
     assert percentile([5, 1, 3, 2, 4], 50) == 3
     assert percentile(list(range(1, 101)), 95) == 95
+
+
+def test_an_answer_from_another_version_is_the_wrong_colour_not_a_bad_release() -> None:
+    # Ports swapped in the spec: the probe aimed at green (v1.0.1) reaches blue (v1.0.0).
+    answer = probe(200, version="v1.0.0")
+    with pytest.raises(
+        WrongColour, match=r"answered as v1.0.0, not v1.0.1: another container"
+    ) as err:
+        check_version(answer, "v1.0.1")
+    assert err.value.blames_release is False
+    check_version(answer, "v1.0.0")  # its own version: fine
+    check_version(probe(200, version=None), "v1.0.1")  # no header: health decides, not this
+    check_version(answer, None)  # nothing expected (the proxy's public answer)

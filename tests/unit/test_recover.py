@@ -474,8 +474,8 @@ async def test_only_a_failure_that_blames_the_release_records_it_as_bad(
         assert f"tear down green ({NEW})" in host.steps
         assert host.closed
     [finished] = [e for e in f.sink.events if e.kind == Kind.deploy_finished]
-    assert finished.data["outcome"] == "not_switched"
-    assert finished.data["exit_code"] == 1
+    assert finished.kind == Kind.deploy_finished
+    assert (finished.outcome, finished.exit_code) == ("not_switched", 1)
 
 
 async def test_a_good_release_that_cannot_be_put_back_is_not_reported_as_the_new_one_running(

@@ -8,27 +8,10 @@ from deploy.context import Context
 from deploy.deployment import Deployment
 from deploy.events import ListSink
 from deploy.pipeline import run_deploy_phases
-from deploy.spec import parse_spec
 from greenlight.cli import Printer
+from tests.unit.local import local_spec
 
 PASSWORD = "hunter2-registry-secret"
-
-
-def local_spec():  # type: ignore[no-untyped-def]
-    return parse_spec(
-        {
-            "app": "shop",
-            "image": "registry.example.com/acme/shop",
-            "environments": {
-                "production": {
-                    "public_url": "http://127.0.0.1:9",
-                    "ssh": {"key": "k", "known_hosts": "kh"},
-                    "allow_local": True,
-                    "hosts": [{"name": "h1", "address": "local"}],
-                }
-            },
-        }
-    )
 
 
 async def test_a_command_that_prints_the_password_leaks_it_nowhere() -> None:

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy.spec import SpecError, load_spec, parse_spec, repository
+from deploy.spec import SpecError, choose_app, load_spec, load_specs, parse_spec, repository
 
 
 def minimal(**extra: Any) -> dict[str, Any]:
@@ -166,3 +166,55 @@ def test_config_comes_from_the_environment_variable(
     path.write_text(yaml.safe_dump(minimal(app="other")))
     monkeypatch.setenv("GREENLIGHT_CONFIG", str(path))
     assert load_spec().app == "other"
+
+
+def write_app(folder: Path, name: str, **settings: Any) -> None:
+    doc = minimal(app=name, **settings)
+    (folder / f"{name}.yml").write_text(yaml.safe_dump(doc))
+
+
+def test_a_directory_holds_one_spec_per_app(tmp_path: Path) -> None:
+    write_app(tmp_path, "shop")
+    write_app(
+        tmp_path,
+        "ledger",
+        app_dir="ledger",
+        ports={"blue": 8011, "green": 8012},
+        proxy={"upstream_file": "nginx/ledger.conf"},
+    )
+    (tmp_path / "notes.txt").write_text("not a spec")
+    specs = load_specs(tmp_path)
+    assert sorted(specs) == ["ledger", "shop"]
+    assert choose_app(specs, "ledger").environment(None).app_dir == "ledger"
+    with pytest.raises(SpecError, match=r"choose an app with --app \(ledger, shop\)"):
+        choose_app(specs, None)
+    with pytest.raises(SpecError, match=r"unknown app 'shoop' \(known: ledger, shop\)"):
+        choose_app(specs, "shoop")
+
+
+@pytest.mark.parametrize(
+    ("settings", "clash"),
+    [
+        ({"ports": {"blue": 8011, "green": 8012}, "proxy": {"upstream_file": "u2"}}, "app_dir"),
+        ({"app_dir": "b", "ports": {"blue": 8011, "green": 8012}}, "upstream_file"),
+        ({"app_dir": "b", "proxy": {"upstream_file": "u2"}}, "port 8001"),
+    ],
+)
+def test_apps_that_would_collide_on_a_host_are_refused(
+    tmp_path: Path, settings: dict[str, Any], clash: str
+) -> None:
+    write_app(tmp_path, "shop")
+    write_app(tmp_path, "ledger", **settings)
+    with pytest.raises(
+        SpecError, match=rf"ledger/production and shop/production on 10.0.0.5 .*{clash}"
+    ):
+        load_specs(tmp_path)
+
+
+def test_the_same_app_twice_is_refused_naming_both_files(tmp_path: Path) -> None:
+    write_app(tmp_path, "shop")
+    (tmp_path / "shop-copy.yml").write_text((tmp_path / "shop.yml").read_text())
+    with pytest.raises(
+        SpecError, match=r"shop.yml: app 'shop' is already defined in shop-copy.yml"
+    ):
+        load_specs(tmp_path)

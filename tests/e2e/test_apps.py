@@ -1,0 +1,59 @@
+"""Several apps on the same hosts, from one directory of specs: each its own app dir,
+ports, upstream and lock; deployed at once, neither disturbs the other."""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from testbed import specs
+from testbed.load import Load
+from tests.e2e.conftest import FAST, Bed, assert_served
+
+HOSTS = ("h1", "h2")
+
+
+def apps_dir(bed: Bed) -> Path:
+    folder = bed.tmp / "apps"
+    folder.mkdir()
+    for app in ("sample", "ledger"):
+        specs.variant(HOSTS, folder / f"{app}.yml", app=app, **FAST)
+    return folder
+
+
+def load(bed: Bed, stack: ExitStack, app: str, host: str) -> Load:
+    env = specs.base(app)["environments"]["production"]
+    url = next(h["proxy_url"] for h in env["hosts"] if h["name"] == host).rstrip("/") + "/"
+    out = bed.tmp / f"load-{app}-{host}-{time.monotonic_ns()}.csv"
+    return stack.enter_context(Load(url, out, clients=4, duration=240))
+
+
+def live(bed: Bed, config: Path, app: str) -> dict[str, str | None]:
+    run = bed.greenlight("status", "--json", "--app", app, config=config)
+    return {h["name"]: (h["live"] or {}).get("version") for h in json.loads(run.output)["hosts"]}
+
+
+def test_two_apps_deploy_at_once_on_the_same_hosts_and_neither_disturbs_the_other(
+    bed: Bed,
+) -> None:
+    config = apps_dir(bed)
+    none = bed.greenlight("deploy", "v1.0.0", config=config)
+    assert none.code == 2 and none.has(r"choose an app with --app \(ledger, sample\)"), none.output
+    first = bed.start("deploy", "v1.0.0", "--app", "sample", config=config)
+    second = bed.start("deploy", "v1.0.1", "--app", "ledger", config=config)
+    assert first.finish().code == 0 and second.finish().code == 0
+    assert live(bed, config, "sample") == dict.fromkeys(HOSTS, "v1.0.0")
+    assert live(bed, config, "ledger") == dict.fromkeys(HOSTS, "v1.0.1")
+    with ExitStack() as stack:
+        loads = [load(bed, stack, app, "h1") for app in ("sample", "ledger")]
+        upgrade = bed.greenlight("deploy", "v1.1.0", "--app", "sample", config=config)
+        results = [running.stop() for running in loads]
+    assert upgrade.code == 0, upgrade.output
+    for result in results:
+        assert_served(result)
+    # ledger never saw anything but its own release while sample moved on
+    assert set(results[1].versions) == {"v1.0.1"}
+    assert live(bed, config, "ledger") == dict.fromkeys(HOSTS, "v1.0.1")
+    assert live(bed, config, "sample") == dict.fromkeys(HOSTS, "v1.1.0")
