@@ -1,0 +1,164 @@
+"""A deployment request's record in Redis: who asked, who approved, where it stands.
+
+The engine's own `Deployment` (phases, hosts, failure report) travels inside it; this
+record adds what the engine does not know: the request's life before and around the
+phases. Every change of state goes through `advance`, which refuses a transition the
+life of a request does not have, so two processes can never walk it backwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Literal
+
+import redis
+from pydantic import BaseModel, Field
+
+from deploy.deployment import Deployment
+from deploy.state import now
+
+State = Literal[
+    "requested",
+    "awaiting_approval",
+    "queued",
+    "running",
+    "awaiting_promotion",
+    "live",
+    "rolled_back",
+    "not_switched",
+    "rejected",
+    "cancelled",
+    "recovered",
+    "refused",
+    "unknown",
+]
+FINAL: frozenset[State] = frozenset(
+    {"live", "rolled_back", "not_switched", "rejected", "cancelled", "recovered", "refused"}
+)
+# Where each state may go next. `running` may repeat: its phase changes.
+NEXT: dict[State, frozenset[State]] = {
+    "requested": frozenset({"awaiting_approval", "queued", "refused"}),
+    "awaiting_approval": frozenset({"queued", "rejected", "cancelled", "refused"}),
+    "queued": frozenset({"running", "cancelled", "refused", "recovered"}),
+    "running": frozenset(
+        {
+            "running",
+            "awaiting_promotion",
+            "live",
+            "rolled_back",
+            "not_switched",
+            "cancelled",
+            "recovered",
+            "refused",
+            "unknown",
+        }
+    ),
+    "awaiting_promotion": frozenset({"running", "not_switched", "cancelled", "recovered"}),
+    "unknown": frozenset({"recovered"}),
+}
+KEY = "greenlight:deployment:{id}"
+
+
+class InvalidTransition(Exception):
+    def __init__(self, record: DeploymentRecord, to: State) -> None:
+        super().__init__(f"{record.id} is {record.state}; it cannot become {to}")
+        self.record = record
+        self.to = to
+
+
+class Transition(BaseModel):
+    state: State
+    phase: str | None = None
+    at: datetime = Field(default_factory=now)
+    by: str | None = None
+    note: str = ""
+
+
+class DeploymentRecord(BaseModel):
+    id: str
+    kind: Literal["deploy", "rollback"] = "deploy"
+    app: str
+    env: str
+    version: str
+    requested_by: str
+    approved_by: str | None = None
+    skip_tests: bool = False
+    state: State = "requested"
+    phase: str | None = None
+    transitions: list[Transition] = Field(default_factory=list)
+    deployment: Deployment | None = None  # the engine's record, once it is planned
+    created_at: datetime = Field(default_factory=now)
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL
+
+
+class RecordStore:
+    """Records as JSON under one key each; `advance` changes state atomically (WATCH)."""
+
+    def __init__(self, connection: redis.Redis) -> None:
+        self.redis = connection
+
+    def create(self, record: DeploymentRecord) -> DeploymentRecord:
+        record.transitions = [Transition(state=record.state, by=record.requested_by)]
+        if not self.redis.set(KEY.format(id=record.id), record.model_dump_json(), nx=True):
+            raise ValueError(f"a deployment {record.id} already exists")
+        return record
+
+    def load(self, deployment_id: str) -> DeploymentRecord | None:
+        raw = self.redis.get(KEY.format(id=deployment_id))
+        return DeploymentRecord.model_validate_json(raw) if raw else None
+
+    def save_engine(self, deployment_id: str, engine: Deployment) -> DeploymentRecord:
+        """Store what the engine learned in a phase, without changing the state."""
+        return self._update(deployment_id, lambda record: _with_engine(record, engine))
+
+    def advance(
+        self,
+        deployment_id: str,
+        to: State,
+        *,
+        phase: str | None = None,
+        by: str | None = None,
+        note: str = "",
+        engine: Deployment | None = None,
+    ) -> DeploymentRecord:
+        """Move the record to `to`, or InvalidTransition when its life does not allow it."""
+
+        def change(record: DeploymentRecord) -> DeploymentRecord:
+            if to not in NEXT.get(record.state, frozenset()):
+                raise InvalidTransition(record, to)
+            if (record.state, to) == ("awaiting_approval", "queued"):
+                record.approved_by = by
+            record.state = to
+            record.phase = phase
+            record.transitions.append(Transition(state=to, phase=phase, by=by, note=note))
+            return _with_engine(record, engine) if engine else record
+
+        return self._update(deployment_id, change)
+
+    def _update(
+        self, deployment_id: str, change: Callable[[DeploymentRecord], DeploymentRecord]
+    ) -> DeploymentRecord:
+        key = KEY.format(id=deployment_id)
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)  # type: ignore[no-untyped-call]
+                    raw = pipe.get(key)
+                    if raw is None:
+                        raise KeyError(f"no deployment {deployment_id}")
+                    record = change(DeploymentRecord.model_validate_json(raw))
+                    pipe.multi()
+                    pipe.set(key, record.model_dump_json())
+                    pipe.execute()
+                    return record
+                except redis.WatchError:
+                    continue
+
+
+def _with_engine(record: DeploymentRecord, engine: Deployment) -> DeploymentRecord:
+    record.deployment = engine
+    return record

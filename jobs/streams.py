@@ -1,0 +1,78 @@
+"""Two Redis Streams: every event of every deployment (the bot reads it with a consumer
+group, so a restart loses nothing), and the audit trail (append-only, never trimmed).
+
+Entries are one JSON field each, readable from any id. Events are the engine's typed
+events; the jobs layer's own moments (requested, approved, queued...) are events too.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import redis
+from pydantic import BaseModel, Field
+
+from deploy.events import EVENTS, Event
+from deploy.state import now
+
+EVENTS_KEY = "greenlight:events"
+AUDIT_KEY = "greenlight:audit"
+# The event stream is bounded (about a million events); the audit stream never is.
+EVENTS_KEPT = 1_000_000
+
+
+class RedisSink:
+    """The engine's EventSink for workers: each event appended to the event stream."""
+
+    def __init__(self, connection: redis.Redis) -> None:
+        self.redis = connection
+
+    async def emit(self, event: Event) -> None:
+        append_event(self.redis, event)
+
+
+def append_event(connection: redis.Redis, event: Event) -> str:
+    entry = connection.xadd(
+        EVENTS_KEY,
+        {"event": EVENTS.dump_json(event)},
+        maxlen=EVENTS_KEPT,
+        approximate=True,
+    )
+    return entry.decode() if isinstance(entry, bytes) else str(entry)
+
+
+def read_events(
+    connection: redis.Redis, after: str = "0", count: int = 100, block_ms: int | None = None
+) -> list[tuple[str, Event]]:
+    """Events after the stream id `after` ("0": from the start), oldest first."""
+    answer: Any = connection.xread({EVENTS_KEY: after}, count=count, block=block_ms)
+    return [
+        (_text(entry_id), EVENTS.validate_json(fields[b"event"]))
+        for _, entries in answer or []
+        for entry_id, fields in entries
+    ]
+
+
+class AuditEntry(BaseModel):
+    who: str
+    action: str  # request, approve, reject, cancel, promote, rollback, lock, unlock...
+    target: str  # app/env, or a deployment id
+    result: Literal["accepted", "refused"]
+    reason: str = ""
+    at: datetime = Field(default_factory=now)
+
+
+def audit(connection: redis.Redis, entry: AuditEntry) -> str:
+    """Append to the audit trail; it is never trimmed."""
+    return _text(connection.xadd(AUDIT_KEY, {"entry": entry.model_dump_json()}))
+
+
+def read_audit(connection: redis.Redis, last: int = 50) -> list[AuditEntry]:
+    """The last `last` audit entries, oldest first."""
+    entries: Any = connection.xrevrange(AUDIT_KEY, count=last)
+    return [AuditEntry.model_validate_json(fields[b"entry"]) for _, fields in reversed(entries)]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
