@@ -37,6 +37,11 @@ def parser() -> argparse.ArgumentParser:
     deploy.add_argument("version", help="semver, e.g. v1.0.1")
     deploy.add_argument("--who", help="who asked (default: $GREENLIGHT_WHO or your login)")
     deploy.add_argument(
+        "--queue",
+        action="store_true",
+        help="run it on the workers (REDIS_URL) and follow it here",
+    )
+    deploy.add_argument(
         "--skip-tests",
         action="store_true",
         help="do not run the test hook (emergencies only; recorded in history)",
@@ -46,6 +51,8 @@ def parser() -> argparse.ArgumentParser:
     rollback.add_argument("--who", help="who asked")
     status = sub.add_parser("status", parents=[common], help="what runs where")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    worker = sub.add_parser("worker", help="run phase jobs from Redis (REDIS_URL)")
+    worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
     unlock = sub.add_parser("unlock", parents=[common], help="break a stale deploy lock")
     unlock.add_argument("--yes", action="store_true", help="really break it")
     return top
@@ -53,6 +60,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "worker":
+        from jobs.queue import connect, run_worker
+
+        return 0 if run_worker(connect(), burst=args.burst) else 1
     from deploy.settings import EngineSettings
     from deploy.spec import SpecError, choose_app, load_specs
 
@@ -62,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as exc:
         print(f"greenlight: invalid spec: {exc}", file=sys.stderr)
         return EXIT_REFUSED
+    if args.command == "deploy" and args.queue:
+        return _queued(specs, args, settings)
     try:
         spec = choose_app(specs, args.app)
     except SpecError as exc:
@@ -81,6 +94,47 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt:
         print("greenlight: interrupted; run `greenlight status` to see the state", file=sys.stderr)
+        return 3
+
+
+def _queued(specs: dict[str, Spec], args: argparse.Namespace, settings: Any) -> int:
+    """Request the deployment from the workers, then print its events as they come, with
+    the same lines and exit codes as an in-process run."""
+    from deploy.events import Kind
+    from jobs.api import request_deployment
+    from jobs.queue import connect
+    from jobs.streams import last_event_id, read_events
+
+    connection = connect()
+    since = last_event_id(connection)
+    answer = request_deployment(
+        connection,
+        specs,
+        app=args.app,
+        env=args.env,
+        version=args.version,
+        who=args.who or settings.operator(),
+        skip_tests=args.skip_tests,
+    )
+    if answer.result == "refused":
+        print(f"greenlight: refused: {answer.reason}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"greenlight: {answer.deployment} queued", file=sys.stderr, flush=True)
+    printer = Printer(quiet=args.quiet)
+    try:
+        while True:
+            for entry, event in read_events(connection, after=since, block_ms=1000):
+                since = entry
+                if event.deployment != answer.deployment:
+                    continue
+                asyncio.run(printer.emit(event))
+                if event.kind == Kind.deploy_finished:
+                    return event.exit_code
+    except KeyboardInterrupt:
+        print(
+            f"greenlight: stopped following; {answer.deployment} goes on on the workers",
+            file=sys.stderr,
+        )
         return 3
 
 

@@ -42,6 +42,12 @@ def append_event(connection: redis.Redis, event: Event) -> str:
     return entry.decode() if isinstance(entry, bytes) else str(entry)
 
 
+def last_event_id(connection: redis.Redis) -> str:
+    """Where the stream ends now: read after it to see only what comes next."""
+    last: Any = connection.xrevrange(EVENTS_KEY, count=1)
+    return _text(last[0][0]) if last else "0"
+
+
 def read_events(
     connection: redis.Redis, after: str = "0", count: int = 100, block_ms: int | None = None
 ) -> list[tuple[str, Event]]:

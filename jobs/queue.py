@@ -1,0 +1,44 @@
+"""The RQ side: one queue, JSON-serialized jobs, a job per phase, workers that scale out
+by pointing more `greenlight worker` processes at the same Redis."""
+
+from __future__ import annotations
+
+import os
+
+import redis
+from rq import Queue, Worker
+from rq.serializers import JSONSerializer
+
+QUEUE = "greenlight"
+# A phase job's RQ timeout is its engine budget plus this, so the engine's own budget
+# (which unwinds cleanly) always trips first.
+TIMEOUT_SLACK = 60
+
+
+def connect(url: str | None = None) -> redis.Redis:
+    """REDIS_URL (default redis://127.0.0.1:6379/0); RQ wants bytes, not decoded text."""
+    return redis.Redis.from_url(url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
+
+
+def queue(connection: redis.Redis) -> Queue:
+    return Queue(QUEUE, connection=connection, serializer=JSONSerializer)
+
+
+def enqueue_phase(connection: redis.Redis, deployment_id: str, phase: str, budget: float) -> str:
+    """The job that runs `phase` of the deployment; its id names both, so a retried
+    request cannot enqueue the same phase twice."""
+    job = queue(connection).enqueue_call(
+        "jobs.work.run_phase_job",
+        args=(deployment_id,),
+        timeout=int(budget) + TIMEOUT_SLACK,
+        job_id=f"{deployment_id}-{phase}".replace(".", "_"),  # RQ ids: no dots
+        result_ttl=3600,
+        failure_ttl=7 * 86_400,
+        description=f"{deployment_id}: {phase}",
+    )
+    return str(job.id)
+
+
+def run_worker(connection: redis.Redis, burst: bool = False) -> bool:
+    worker = Worker([queue(connection)], connection=connection, serializer=JSONSerializer)
+    return bool(worker.work(burst=burst, with_scheduler=True))

@@ -1,0 +1,97 @@
+"""The phase job: load the deployment from Redis, run its next phase with the engine,
+save what it learned, and enqueue the next phase, or settle and finish.
+
+Nothing is trusted from another job's process memory: the engine's record (cursor,
+plan, host tokens, epochs) travels in Redis between jobs, and each job opens its own
+SSH connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import redis
+
+from deploy.context import Context
+from deploy.errors import PhaseFailed, Refused
+from deploy.pipeline import DEPLOY_PHASES, begin, finish, next_phase, settle
+from deploy.spec import choose_app, load_specs
+from jobs.lease import Holder, Lease
+from jobs.queue import TIMEOUT_SLACK, connect, enqueue_phase
+from jobs.records import DeploymentRecord, RecordStore, State
+from jobs.streams import RedisSink
+
+PHASES = DEPLOY_PHASES
+OUTCOME_STATES: dict[str, State] = {
+    "live": "live",
+    "rolled_back": "rolled_back",
+    "not_switched": "not_switched",
+    "refused": "refused",
+    "unknown": "unknown",
+    "pending": "unknown",
+}
+
+
+def run_phase_job(deployment_id: str) -> None:
+    """RQ's entry point (a plain importable function taking an id)."""
+    connection = connect()
+    try:
+        asyncio.run(advance(connection, deployment_id))
+    finally:
+        connection.close()
+
+
+async def advance(connection: redis.Redis, deployment_id: str) -> None:
+    store = RecordStore(connection)
+    record = store.load(deployment_id)
+    if record is None or record.final or record.deployment is None:
+        return  # a job for a deployment that ended (or never was): nothing to do
+    spec = choose_app(load_specs(), record.app)
+    ctx = Context(
+        spec,
+        spec.environment(record.env),
+        record.deployment,
+        RedisSink(connection),
+        registry_password=os.environ.get("GREENLIGHT_REGISTRY_PASSWORD") or None,
+    )
+    holder = lease_holder(record)
+    lease = Lease(connection, record.app, record.env)
+    if record.state == "queued":
+        await begin(ctx)
+    upcoming = remaining(ctx)
+    lease.renew(holder, ttl=ctx.deployment.budgets.get(upcoming[0], 600) + TIMEOUT_SLACK)
+    store.advance(deployment_id, "running", phase=upcoming[0], engine=ctx.deployment)
+    try:
+        await next_phase(ctx, PHASES)
+    except (Refused, PhaseFailed) as exc:
+        await settle(ctx, exc)
+        await conclude(store, lease, holder, ctx)
+        return
+    left = remaining(ctx)
+    if not left:
+        await conclude(store, lease, holder, ctx)
+        return
+    await ctx.close()
+    store.save_engine(deployment_id, ctx.deployment)
+    enqueue_phase(connection, deployment_id, left[0], ctx.deployment.budgets.get(left[0], 600))
+
+
+def remaining(ctx: Context) -> list[str]:
+    return [name for name, _ in PHASES if name not in ctx.deployment.completed]
+
+
+async def conclude(store: RecordStore, lease: Lease, holder: Holder, ctx: Context) -> None:
+    engine = await finish(ctx)
+    store.advance(engine.id, OUTCOME_STATES[engine.outcome], engine=engine)
+    lease.release(holder)
+
+
+def lease_holder(record: DeploymentRecord) -> Holder:
+    assert record.deployment is not None
+    return Holder(
+        token=record.deployment.token,
+        deployment=record.id,
+        who=record.requested_by,
+        since=record.created_at,
+    )

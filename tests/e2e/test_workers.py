@@ -1,0 +1,116 @@
+"""Deployments as phase jobs on real `greenlight worker` processes and a real Redis:
+the same pipeline, the same lines and exit codes, nothing left behind in RQ."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from rq.registry import DeferredJobRegistry, FailedJobRegistry, StartedJobRegistry
+
+from jobs.lease import Lease
+from jobs.queue import queue
+from jobs.records import RecordStore
+from jobs.streams import read_audit
+from tests.e2e.conftest import FAST, ROOT, Bed, assert_served, cli_env
+
+REDIS_URL = "redis://127.0.0.1:6379/2"  # the test bed's Redis, a database of its own
+
+
+@pytest.fixture
+def workers(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, redis.Redis]]:
+    """One worker process for the test's spec; Redis emptied first."""
+    connection = redis.Redis.from_url(REDIS_URL)
+    connection.flushdb()
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+    spec = bed.spec(**FAST)
+    env = cli_env() | {"GREENLIGHT_CONFIG": str(spec)}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "greenlight", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    yield spec, connection
+    worker.terminate()
+    worker.wait(timeout=30)
+    connection.close()
+
+
+def assert_nothing_left(connection: redis.Redis) -> None:
+    """No job of a finished deployment is left queued, started, deferred or failed."""
+    q = queue(connection)
+    assert q.count == 0
+    for registry in (StartedJobRegistry, DeferredJobRegistry, FailedJobRegistry):
+        assert registry(queue=q).get_job_ids() == [], registry.__name__
+
+
+def test_a_deployment_through_the_workers_reads_and_ends_like_one_in_process(
+    bed: Bed, workers: tuple[Path, redis.Redis]
+) -> None:
+    spec, connection = workers
+    first = bed.greenlight("deploy", "v1.0.0", "--queue", config=spec)
+    assert first.code == 0 and first.has(r"v1.0.0 is live"), first.output
+    with bed.load("h1") as load:
+        run = bed.greenlight("deploy", "v1.0.1", "--queue", config=spec)
+    assert_served(load.stop())
+    assert run.code == 0, run.output
+    assert run.has(r"production-v1.0.1-\d{8}_\d{6} queued")
+    assert run.has(r"switch +h1 .* answers v1.0.1") and run.has(r"exit 0")
+    assert bed.live(spec) == {"h1": "v1.0.1"}
+    deployment = run.output.split(" queued")[0].split()[-1]
+    record = RecordStore(connection).load(deployment)
+    assert record is not None and record.state == "live"
+    assert [t.phase for t in record.transitions if t.state == "running"] == [
+        "prepare", "preflight", "backup", "stage", "verify", "test", "smoke", "switch",
+        "monitor", "finalize",
+    ]  # fmt: skip
+    assert Lease(connection, "sample", "production").holder() is None
+    assert [(e.action, e.result) for e in read_audit(connection)] == [("deploy", "accepted")] * 2
+    assert_nothing_left(connection)
+
+
+def test_a_failing_release_through_the_workers_leaves_production_untouched(
+    bed: Bed, workers: tuple[Path, redis.Redis]
+) -> None:
+    spec, connection = workers
+    assert bed.greenlight("deploy", "v1.0.1", "--queue", config=spec).code == 0
+    with bed.load("h1") as load:
+        run = bed.greenlight("deploy", "v1.0.2", "--queue", config=spec)
+    assert_served(load.stop())
+    assert run.code == 1 and run.has(r"production untouched"), run.output
+    assert bed.live(spec) == {"h1": "v1.0.1"}
+    assert Lease(connection, "sample", "production").holder() is None
+    assert_nothing_left(connection)
+
+
+def test_two_requests_at_once_one_runs_the_other_is_told_who_holds_it(
+    bed: Bed, workers: tuple[Path, redis.Redis]
+) -> None:
+    spec, connection = workers
+    argv = [sys.executable, "-m", "greenlight", "deploy", "v1.0.0", "--queue"]
+    both = [
+        subprocess.Popen(
+            [*argv, "--config", str(spec)],
+            cwd=ROOT,
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=300)[0] for p in both]
+    codes = sorted(p.returncode for p in both)
+    assert codes == [0, 2], outputs
+    refused = next(o for o, p in zip(outputs, both, strict=True) if p.returncode == 2)
+    assert "refused: sample/production is being deployed: production-v1.0.0-" in refused
+    assert "by e2e" in refused
+    audit = [(e.action, e.result) for e in read_audit(connection)]
+    assert sorted(audit) == [("deploy", "accepted"), ("deploy", "refused")]
+    assert_nothing_left(connection)
