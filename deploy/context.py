@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from deploy.commands import Command
 from deploy.commands.layout import Layout, Slot, layout_for
 from deploy.deployment import Deployment, HostProgress
-from deploy.errors import Cancelled, HostError, ProbeFailed
+from deploy.errors import CANCELLED, Cancelled, HostError, ProbeFailed
 from deploy.events import EVENTS, EventSink, Kind, Redactor, event
 from deploy.executor import Executor, Result, executor_for
 from deploy.spec import Color, Environment, HostSpec, Spec
@@ -121,7 +121,7 @@ class Context:
         if self.unwinding or self.cancel_requested is None:
             return
         if await self.cancel_requested():
-            raise Cancelled("cancelled by an operator")
+            raise Cancelled(CANCELLED)
 
     async def each_host(
         self, work: Callable[[HostSpec], Awaitable[T]], hosts: Sequence[HostSpec] | None = None

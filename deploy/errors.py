@@ -30,6 +30,9 @@ class Refused(GreenlightError):
     blames_release = False
 
 
+CANCELLED = "cancelled by an operator"
+
+
 class Cancelled(GreenlightError):
     """An operator asked to stop; the deployment unwinds like a failure."""
 

@@ -51,6 +51,10 @@ def parser() -> argparse.ArgumentParser:
     rollback.add_argument("--who", help="who asked")
     status = sub.add_parser("status", parents=[common], help="what runs where")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    cancel = sub.add_parser(
+        "cancel", parents=[common], help="stop the deployment running on the workers"
+    )
+    cancel.add_argument("--who", help="who asked")
     worker = sub.add_parser("worker", help="run phase jobs from Redis (REDIS_URL)")
     worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
     unlock = sub.add_parser("unlock", parents=[common], help="break a stale deploy lock")
@@ -75,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_REFUSED
     if args.command == "deploy" and args.queue:
         return _queued(specs, args, settings)
+    if args.command == "cancel":
+        return _cancel(specs, args, settings)
     try:
         spec = choose_app(specs, args.app)
     except SpecError as exc:
@@ -121,8 +127,9 @@ def _queued(specs: dict[str, Spec], args: argparse.Namespace, settings: Any) -> 
         return EXIT_REFUSED
     print(f"greenlight: {answer.deployment} queued", file=sys.stderr, flush=True)
     printer = Printer(quiet=args.quiet)
-    try:
-        while True:
+    cancelled = False
+    while True:
+        try:
             for entry, event in read_events(connection, after=since, block_ms=1000):
                 since = entry
                 if event.deployment != answer.deployment:
@@ -130,12 +137,30 @@ def _queued(specs: dict[str, Spec], args: argparse.Namespace, settings: Any) -> 
                 asyncio.run(printer.emit(event))
                 if event.kind == Kind.deploy_finished:
                     return event.exit_code
-    except KeyboardInterrupt:
-        print(
-            f"greenlight: stopped following; {answer.deployment} goes on on the workers",
-            file=sys.stderr,
-        )
-        return 3
+        except KeyboardInterrupt:
+            if cancelled:  # a second Ctrl-C: stop following, the workers carry on
+                print(f"greenlight: stopped following {answer.deployment}", file=sys.stderr)
+                return 3
+            cancelled = True
+            _cancel(specs, args, settings)
+
+
+def _cancel(specs: dict[str, Spec], args: argparse.Namespace, settings: Any) -> int:
+    from jobs.api import cancel
+    from jobs.queue import connect
+
+    answer = cancel(
+        connect(), specs, app=args.app, env=args.env, who=args.who or settings.operator()
+    )
+    if answer.result == "refused":
+        print(f"greenlight: cancel refused: {answer.reason}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(
+        f"greenlight: cancelling {answer.deployment}; production is put back as it was",
+        file=sys.stderr,
+        flush=True,
+    )
+    return 0
 
 
 async def _run(spec: Spec, args: argparse.Namespace, settings: Any) -> int:

@@ -18,7 +18,7 @@ from jobs.lease import Lease, LeaseHeld
 from jobs.queue import TIMEOUT_SLACK, enqueue_phase
 from jobs.records import DeploymentRecord, RecordStore
 from jobs.streams import AuditEntry, audit
-from jobs.work import PHASES, lease_holder
+from jobs.work import CANCEL_KEY, PHASES, lease_holder
 
 
 class Answer(BaseModel):
@@ -79,9 +79,35 @@ def request_deployment(
     return Answer(result="accepted", deployment=record.id)
 
 
-def _refused(connection: redis.Redis, who: str, target: str, reason: str) -> Answer:
+def cancel(
+    connection: redis.Redis, specs: dict[str, Spec], *, app: str | None, env: str | None, who: str
+) -> Answer:
+    """Ask the deployment running on (app, environment) to stop: before the switch it
+    tears the new colour down, after it it rolls back. Cooperative: the engine polls."""
+    target = f"{app or '?'}/{env or '?'}"
+    try:
+        spec = choose_app(specs, app)
+        environment = spec.environment(env)
+    except SpecError as exc:
+        return _refused(connection, who, target, str(exc), action="cancel")
+    target = f"{spec.app}/{environment.name}"
+    holder = Lease(connection, spec.app, environment.name).holder()
+    record = RecordStore(connection).load(holder.deployment) if holder else None
+    if record is None or record.final:
+        return _refused(connection, who, target, f"nothing is deploying {target}", action="cancel")
+    connection.set(CANCEL_KEY.format(id=record.id), who, ex=86_400)
     audit(
         connection,
-        AuditEntry(who=who, action="deploy", target=target, result="refused", reason=reason),
+        AuditEntry(who=who, action="cancel", target=record.id, result="accepted"),
+    )
+    return Answer(result="accepted", deployment=record.id)
+
+
+def _refused(
+    connection: redis.Redis, who: str, target: str, reason: str, action: str = "deploy"
+) -> Answer:
+    audit(
+        connection,
+        AuditEntry(who=who, action=action, target=target, result="refused", reason=reason),
     )
     return Answer(result="refused", reason=reason)

@@ -14,8 +14,8 @@ import os
 import redis
 
 from deploy.context import Context
-from deploy.errors import PhaseFailed, Refused
-from deploy.pipeline import DEPLOY_PHASES, begin, finish, next_phase, settle
+from deploy.errors import CANCELLED, PhaseFailed, Refused
+from deploy.pipeline import DEPLOY_PHASES, CancelCheck, begin, finish, next_phase, settle
 from deploy.spec import choose_app, load_specs
 from jobs.lease import Holder, Lease
 from jobs.queue import TIMEOUT_SLACK, connect, enqueue_phase
@@ -23,6 +23,7 @@ from jobs.records import DeploymentRecord, RecordStore, State
 from jobs.streams import RedisSink
 
 PHASES = DEPLOY_PHASES
+CANCEL_KEY = "greenlight:cancel:{id}"
 OUTCOME_STATES: dict[str, State] = {
     "live": "live",
     "rolled_back": "rolled_back",
@@ -54,6 +55,7 @@ async def advance(connection: redis.Redis, deployment_id: str) -> None:
         record.deployment,
         RedisSink(connection),
         registry_password=os.environ.get("GREENLIGHT_REGISTRY_PASSWORD") or None,
+        cancel_requested=cancel_flag(connection, deployment_id),
     )
     holder = lease_holder(record)
     lease = Lease(connection, record.app, record.env)
@@ -83,8 +85,23 @@ def remaining(ctx: Context) -> list[str]:
 
 async def conclude(store: RecordStore, lease: Lease, holder: Holder, ctx: Context) -> None:
     engine = await finish(ctx)
-    store.advance(engine.id, OUTCOME_STATES[engine.outcome], engine=engine)
+    state = OUTCOME_STATES[engine.outcome]
+    cancelled = engine.failure is not None and engine.failure.message == CANCELLED
+    if cancelled and state in ("not_switched", "rolled_back"):
+        state = "cancelled"  # production is back as it was, because someone asked
+    store.advance(engine.id, state, engine=engine)
     lease.release(holder)
+
+
+def cancel_flag(connection: redis.Redis, deployment_id: str) -> CancelCheck:
+    """What the engine polls between steps and inside every wait (the stability window
+    included): a key in Redis that `jobs.api.cancel` sets."""
+    key = CANCEL_KEY.format(id=deployment_id)
+
+    async def requested() -> bool:
+        return bool(connection.exists(key))
+
+    return requested
 
 
 def lease_holder(record: DeploymentRecord) -> Holder:

@@ -3,6 +3,7 @@ the same pipeline, the same lines and exit codes, nothing left behind in RQ."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -113,4 +114,50 @@ def test_two_requests_at_once_one_runs_the_other_is_told_who_holds_it(
     assert "by e2e" in refused
     audit = [(e.action, e.result) for e in read_audit(connection)]
     assert sorted(audit) == [("deploy", "accepted"), ("deploy", "refused")]
+    assert_nothing_left(connection)
+
+
+def test_cancel_before_the_switch_tears_the_new_colour_down(
+    bed: Bed, workers: tuple[Path, redis.Redis]
+) -> None:
+    spec, connection = workers
+    assert bed.greenlight("deploy", "v1.0.0", "--queue", config=spec).code == 0
+    with bed.load("h1") as load:
+        running = bed.start("deploy", "v1.0.1", "--queue", config=spec)
+        running.wait_for(r"stage .*starting green")
+        asked = bed.greenlight("cancel", config=spec)
+        run = running.finish()
+    assert_served(load.stop())
+    assert asked.code == 0 and asked.has(r"cancelling production-v1.0.1-"), asked.output
+    assert run.code == 1 and run.has(r"cancelled by an operator"), run.output
+    assert run.has(r"production untouched")
+    assert bed.live(spec) == {"h1": "v1.0.0"}
+    deployment = run.output.split(" queued")[0].split()[-1]
+    record = RecordStore(connection).load(deployment)
+    assert record is not None and record.state == "cancelled"
+    assert [(e.action, e.result) for e in read_audit(connection)][-1] == ("cancel", "accepted")
+    assert Lease(connection, "sample", "production").holder() is None
+    nothing = bed.greenlight("cancel", config=spec)
+    assert nothing.code == 2 and nothing.has(r"nothing is deploying sample/production")
+    assert_nothing_left(connection)
+
+
+def test_ctrl_c_while_following_rolls_back_a_switched_release(
+    bed: Bed, workers: tuple[Path, redis.Redis]
+) -> None:
+    spec, connection = workers
+    assert bed.greenlight("deploy", "v1.0.0", "--queue", config=spec).code == 0
+    window = bed.spec(name="window", stability={"duration": 30, "interval": 1})
+    # the worker reads its own spec; the window is the same file's, rewritten
+    spec.write_text(window.read_text())
+    with bed.load("h1") as load:
+        running = bed.start("deploy", "v1.0.1", "--queue", config=spec)
+        running.wait_for(r"≈ interval 2")
+        running.process.send_signal(signal.SIGINT)
+        run = running.finish()
+    assert_served(load.stop())
+    assert run.code == 1, run.output
+    assert run.has(r"monitor failed: cancelled by an operator")
+    assert run.has(r"traffic is back on v1.0.0")
+    assert bed.live(spec) == {"h1": "v1.0.0"}
     assert_nothing_left(connection)
