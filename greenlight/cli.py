@@ -65,9 +65,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "worker":
-        from jobs.queue import connect, run_worker
+        from jobs.queue import run_worker
 
-        return 0 if run_worker(connect(), burst=args.burst) else 1
+        return 0 if run_worker(burst=args.burst) else 1
     from deploy.settings import EngineSettings
     from deploy.spec import SpecError, choose_app, load_specs
 

@@ -31,7 +31,7 @@ def enqueue_phase(connection: redis.Redis, deployment_id: str, phase: str, budge
         "jobs.work.run_phase_job",
         args=(deployment_id,),
         timeout=int(budget) + TIMEOUT_SLACK,
-        job_id=f"{deployment_id}-{phase}".replace(".", "_"),  # RQ ids: no dots
+        job_id=job_id(deployment_id, phase),
         result_ttl=3600,
         failure_ttl=7 * 86_400,
         description=f"{deployment_id}: {phase}",
@@ -39,6 +39,16 @@ def enqueue_phase(connection: redis.Redis, deployment_id: str, phase: str, budge
     return str(job.id)
 
 
-def run_worker(connection: redis.Redis, burst: bool = False) -> bool:
+def job_id(deployment_id: str, phase: str) -> str:
+    """One job per phase of a deployment; RQ's ids allow no dots."""
+    return f"{deployment_id}-{phase}".replace(".", "_")
+
+
+def run_worker(url: str | None = None, burst: bool = False) -> bool:
+    """RQ's worker, with the sweeper that notices stalled deployments beside it."""
+    from jobs.sweeper import start_sweeper
+
+    connection = connect(url)
+    start_sweeper(url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
     worker = Worker([queue(connection)], connection=connection, serializer=JSONSerializer)
     return bool(worker.work(burst=burst, with_scheduler=True))

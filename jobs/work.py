@@ -17,10 +17,12 @@ from deploy.context import Context
 from deploy.errors import CANCELLED, PhaseFailed, Refused
 from deploy.pipeline import DEPLOY_PHASES, CancelCheck, begin, finish, next_phase, settle
 from deploy.spec import choose_app, load_specs
+from deploy.takeover import take_over
 from jobs.lease import Holder, Lease
 from jobs.queue import TIMEOUT_SLACK, connect, enqueue_phase
 from jobs.records import DeploymentRecord, RecordStore, State
-from jobs.streams import RedisSink
+from jobs.streams import AuditEntry, RedisSink, audit
+from jobs.sweeper import HEARTBEAT_KEY, RECOVERING_KEY, heartbeat
 
 PHASES = DEPLOY_PHASES
 CANCEL_KEY = "greenlight:cancel:{id}"
@@ -65,7 +67,8 @@ async def advance(connection: redis.Redis, deployment_id: str) -> None:
     lease.renew(holder, ttl=ctx.deployment.budgets.get(upcoming[0], 600) + TIMEOUT_SLACK)
     store.advance(deployment_id, "running", phase=upcoming[0], engine=ctx.deployment)
     try:
-        await next_phase(ctx, PHASES)
+        async with heartbeat(connection, deployment_id):
+            await next_phase(ctx, PHASES)
     except (Refused, PhaseFailed) as exc:
         await settle(ctx, exc)
         await conclude(store, lease, holder, ctx)
@@ -91,6 +94,47 @@ async def conclude(store: RecordStore, lease: Lease, holder: Holder, ctx: Contex
         state = "cancelled"  # production is back as it was, because someone asked
     store.advance(engine.id, state, engine=engine)
     lease.release(holder)
+    store.redis.delete(HEARTBEAT_KEY.format(id=engine.id), RECOVERING_KEY.format(id=engine.id))
+
+
+def recovery_job(deployment_id: str, why: str) -> None:
+    """RQ's entry point for a deployment whose worker died (handed over by a sweeper)."""
+    connection = connect()
+    try:
+        asyncio.run(recover_deployment(connection, deployment_id, why))
+    finally:
+        connection.close()
+
+
+async def recover_deployment(connection: redis.Redis, deployment_id: str, why: str) -> None:
+    store = RecordStore(connection)
+    record = store.load(deployment_id)
+    if record is None or record.final or record.deployment is None:
+        return
+    spec = choose_app(load_specs(), record.app)
+    ctx = Context(
+        spec,
+        spec.environment(record.env),
+        record.deployment,
+        RedisSink(connection),
+        registry_password=os.environ.get("GREENLIGHT_REGISTRY_PASSWORD") or None,
+    )
+    async with heartbeat(connection, deployment_id):
+        engine = await take_over(ctx, why)
+    found = f"{why}; production is {engine.outcome.replace('_', ' ')}"
+    store.advance(deployment_id, "recovered", note=found, engine=engine)
+    Lease(connection, record.app, record.env).release(lease_holder(record))
+    store.redis.delete(HEARTBEAT_KEY.format(id=deployment_id))
+    audit(
+        connection,
+        AuditEntry(
+            who="greenlight",
+            action="recover",
+            target=deployment_id,
+            result="accepted",
+            reason=found,
+        ),
+    )
 
 
 def cancel_flag(connection: redis.Redis, deployment_id: str) -> CancelCheck:

@@ -97,6 +97,23 @@ else
 fi
 """
 
+# Under the switch lock, so a switch in flight finishes before the epoch moves on.
+_FENCE = r"""
+d=$1 token=$2
+exec 9>"$d/.switch"
+flock -w 30 9 || { echo 'a switch is still in progress' >&2; exit 1; }
+if [ "$(cat "$d/lock/token" 2>/dev/null)" != "$token" ]; then
+  echo 'not held by this deployment' >&2; exit 3
+fi
+n=$(cat "$d/epoch" 2>/dev/null || echo 0)
+case $n in
+  ''|*[!0-9]*) echo "epoch file is corrupt: $n" >&2; exit 1 ;;
+esac
+n=$((n + 1))
+printf '%s\n' "$n" > "$d/epoch.tmp" && mv -f "$d/epoch.tmp" "$d/epoch" || exit 1
+echo "epoch=$n"
+"""
+
 _BREAK = r"""
 d=$1
 cat "$d/lock/owner.json" 2>/dev/null || echo 'no lock'
@@ -148,6 +165,12 @@ def acquire_lock(layout: Layout, token: str, owner_json: str, history: int = 10)
 
 def release_lock(layout: Layout, token: str) -> Command:
     return sh(_RELEASE, layout.state_dir, token, step="release the deploy lock", timeout=30)
+
+
+def fence(layout: Layout, token: str) -> Command:
+    """Move the epoch on while holding the lock: whatever job of ours may still be alive
+    somewhere can no longer switch this host (its epoch is stale)."""
+    return data(_FENCE, layout.state_dir, token, step="fence the deploy epoch", timeout=60)
 
 
 def break_lock(layout: Layout) -> Command:

@@ -3,9 +3,12 @@ the same pipeline, the same lines and exit codes, nothing left behind in RQ."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +25,18 @@ from tests.e2e.conftest import FAST, ROOT, Bed, assert_served, cli_env
 REDIS_URL = "redis://127.0.0.1:6379/2"  # the test bed's Redis, a database of its own
 
 
+def start_worker(spec: Path) -> subprocess.Popen[bytes]:
+    """A `greenlight worker` in a session of its own, so a test can kill it whole."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "greenlight", "worker"],
+        cwd=ROOT,
+        env=cli_env() | {"GREENLIGHT_CONFIG": str(spec)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
 @pytest.fixture
 def workers(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, redis.Redis]]:
     """One worker process for the test's spec; Redis emptied first."""
@@ -29,17 +44,12 @@ def workers(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, r
     connection.flushdb()
     monkeypatch.setenv("REDIS_URL", REDIS_URL)
     spec = bed.spec(**FAST)
-    env = cli_env() | {"GREENLIGHT_CONFIG": str(spec)}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "greenlight", "worker"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
+    started = [start_worker(spec)]
     yield spec, connection
-    worker.terminate()
-    worker.wait(timeout=30)
+    for worker in started:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
     connection.close()
 
 
@@ -161,3 +171,51 @@ def test_ctrl_c_while_following_rolls_back_a_switched_release(
     assert run.has(r"traffic is back on v1.0.0")
     assert bed.live(spec) == {"h1": "v1.0.0"}
     assert_nothing_left(connection)
+
+
+@pytest.mark.parametrize(
+    ("step", "window"),
+    [("stage .*starting green", 1), ("≈ interval 2", 30)],
+    ids=["stage", "window"],
+)
+def test_a_worker_killed_mid_deployment_is_noticed_and_production_recovered(
+    bed: Bed, workers: tuple[Path, redis.Redis], step: str, window: float
+) -> None:
+    spec, connection = workers
+    assert bed.greenlight("deploy", "v1.0.0", "--queue", config=spec).code == 0
+    spec.write_text(bed.spec(name="w", stability={"duration": window, "interval": 1}).read_text())
+    doomed = start_worker(spec)  # a second worker; then every worker there is dies at once
+    with bed.load("h1") as load:
+        running = bed.start("deploy", "v1.0.1", "--queue", config=spec)
+        running.wait_for(step)
+        for pid in {p.pid for p in [doomed]} | set(worker_pids()):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        survivor = start_worker(spec)  # a fresh worker's sweeper notices the stall
+        try:
+            run = running.finish(timeout=180)
+            took = time.monotonic() - killed
+        finally:
+            os.killpg(survivor.pid, signal.SIGTERM)
+            survivor.wait(timeout=30)
+    assert_served(load.stop())
+    assert run.has(r"taking over production-v1.0.1-.*stopped beating"), run.output
+    assert run.code == 1 and took < 60, (took, run.output)
+    assert bed.live(spec) == {"h1": "v1.0.0"}
+    deployment = run.output.split(" queued")[0].split()[-1]
+    record = RecordStore(connection).load(deployment)
+    assert record is not None and record.state == "recovered"
+    assert bed.status(spec)["hosts"][0]["bad_versions"] == []  # a crash blames no release
+    assert bed.status(spec)["hosts"][0]["lock"] is None
+    assert Lease(connection, "sample", "production").holder() is None
+    assert ("recover", "accepted") in [(e.action, e.result) for e in read_audit(connection)]
+    assert_nothing_left(connection)
+
+
+def worker_pids() -> list[int]:
+    """Every `greenlight worker` process group running now."""
+    found = subprocess.run(
+        ["pgrep", "-f", "greenlight worker"], capture_output=True, text=True, check=False
+    )
+    return [os.getpgid(int(p)) for p in found.stdout.split() if p.strip()]
