@@ -50,15 +50,7 @@ async def advance(connection: redis.Redis, deployment_id: str) -> None:
     record = store.load(deployment_id)
     if record is None or record.final or record.deployment is None:
         return  # a job for a deployment that ended (or never was): nothing to do
-    spec = choose_app(load_specs(), record.app)
-    ctx = Context(
-        spec,
-        spec.environment(record.env),
-        record.deployment,
-        RedisSink(connection),
-        registry_password=os.environ.get("GREENLIGHT_REGISTRY_PASSWORD") or None,
-        cancel_requested=cancel_flag(connection, deployment_id),
-    )
+    ctx = engine_context(connection, record, cancel_flag(connection, deployment_id))
     holder = lease_holder(record)
     lease = Lease(connection, record.app, record.env)
     if record.state == "queued":
@@ -80,6 +72,23 @@ async def advance(connection: redis.Redis, deployment_id: str) -> None:
     await ctx.close()
     store.save_engine(deployment_id, ctx.deployment)
     enqueue_phase(connection, deployment_id, left[0], ctx.deployment.budgets.get(left[0], 600))
+
+
+def engine_context(
+    connection: redis.Redis, record: DeploymentRecord, cancel: CancelCheck | None
+) -> Context:
+    """The engine's context for this job: the spec as it is now (a changed one is
+    refused by the engine), the record from Redis, events to the stream."""
+    assert record.deployment is not None
+    spec = choose_app(load_specs(), record.app)
+    return Context(
+        spec,
+        spec.environment(record.env),
+        record.deployment,
+        RedisSink(connection),
+        registry_password=os.environ.get("GREENLIGHT_REGISTRY_PASSWORD") or None,
+        cancel_requested=cancel,
+    )
 
 
 def remaining(ctx: Context) -> list[str]:
@@ -111,14 +120,7 @@ async def recover_deployment(connection: redis.Redis, deployment_id: str, why: s
     record = store.load(deployment_id)
     if record is None or record.final or record.deployment is None:
         return
-    spec = choose_app(load_specs(), record.app)
-    ctx = Context(
-        spec,
-        spec.environment(record.env),
-        record.deployment,
-        RedisSink(connection),
-        registry_password=os.environ.get("GREENLIGHT_REGISTRY_PASSWORD") or None,
-    )
+    ctx = engine_context(connection, record, None)  # the way back is never cancelled
     async with heartbeat(connection, deployment_id):
         engine = await take_over(ctx, why)
     found = f"{why}; production is {engine.outcome.replace('_', ' ')}"
