@@ -129,12 +129,18 @@ def render_status(status: EnvironmentStatus) -> list[str]:
             lines.append(f"      problem: {problem}")
     if status.history:
         lines.append("  last deployments:")
-        for entry in status.history:
-            skipped = " (tests skipped)" if entry.skipped_tests else ""
-            lines.append(
-                f"    {entry.finished_at:%Y-%m-%d %H:%M:%S}  {entry.deployment:<45} "
-                f"{entry.kind:<8} {entry.result:<12} by {entry.who}{skipped}"
-            )
+        lines += [f"  {line}" for line in render_history(status.history)]
+    return lines
+
+
+def render_history(history: list[HistoryEntry]) -> list[str]:
+    lines = []
+    for entry in history:
+        skipped = " (tests skipped)" if entry.skipped_tests else ""
+        lines.append(
+            f"  {entry.finished_at:%Y-%m-%d %H:%M:%S}  {entry.deployment:<45} "
+            f"{entry.kind:<8} {entry.result:<12} by {entry.who}{skipped}"
+        )
     return lines
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -55,6 +56,11 @@ def parser() -> argparse.ArgumentParser:
         "cancel", parents=[common], help="stop the deployment running on the workers"
     )
     cancel.add_argument("--who", help="who asked")
+    history = sub.add_parser("history", parents=[common], help="the last deployments")
+    history.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    history.add_argument("--json", action="store_true", help="machine-readable output")
+    trail = sub.add_parser("audit", help="the audit trail in Redis (REDIS_URL)")
+    trail.add_argument("-n", type=int, default=50, help="how many entries (default 50)")
     worker = sub.add_parser("worker", help="run phase jobs from Redis (REDIS_URL)")
     worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
     unlock = sub.add_parser("unlock", parents=[common], help="break a stale deploy lock")
@@ -64,6 +70,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "audit":
+        return _audit(args.n)
     if args.command == "worker":
         from jobs.queue import run_worker
 
@@ -89,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "status":
             return asyncio.run(_status(spec, args.env, args.json))
+        if args.command == "history":
+            return asyncio.run(_history(spec, args.env, args.n, args.json))
         if args.command == "unlock":
             return asyncio.run(_unlock(spec, args.env, args.yes))
         return asyncio.run(_run(spec, args, settings))
@@ -143,6 +153,32 @@ def _queued(specs: dict[str, Spec], args: argparse.Namespace, settings: Any) -> 
                 return 3
             cancelled = True
             _cancel(specs, args, settings)
+
+
+def _audit(last: int) -> int:
+    from jobs.queue import connect
+    from jobs.streams import read_audit
+
+    for entry in read_audit(connect(), last=max(1, last)):
+        reason = f": {entry.reason}" if entry.reason else ""
+        print(
+            f"{entry.at:%Y-%m-%d %H:%M:%S}  {entry.who:<12} {entry.action:<9} "
+            f"{entry.result:<8} {entry.target}{reason}"
+        )
+    return 0
+
+
+async def _history(spec: Spec, env_name: str | None, last: int, as_json: bool) -> int:
+    """The last deployments, merged across hosts, from the history each host keeps whole."""
+    from deploy.status import collect_status, render_history
+
+    status = await collect_status(spec, env_name, history=max(1, min(last, 10_000)))
+    if as_json:
+        print(json.dumps([e.model_dump(mode="json") for e in status.history], indent=2))
+    else:
+        for line in render_history(status.history):
+            print(line)
+    return 0 if status.all_reachable else 3
 
 
 def _cancel(specs: dict[str, Spec], args: argparse.Namespace, settings: Any) -> int:

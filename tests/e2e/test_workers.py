@@ -4,6 +4,7 @@ the same pipeline, the same lines and exit codes, nothing left behind in RQ."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -83,6 +84,21 @@ def test_a_deployment_through_the_workers_reads_and_ends_like_one_in_process(
     ]  # fmt: skip
     assert Lease(connection, "sample", "production").holder() is None
     assert [(e.action, e.result) for e in read_audit(connection)] == [("deploy", "accepted")] * 2
+    trail = subprocess.run(
+        [sys.executable, "-m", "greenlight", "audit", "-n", "1"],
+        cwd=ROOT,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert len(trail) == 1
+    assert trail[0].split()[2:] == ["e2e", "deploy", "accepted", "sample/production"]
+    history = bed.greenlight("history", "-n", "2", "--json", config=spec)
+    assert [(h["version"], h["result"]) for h in json.loads(history.output)] == [
+        ("v1.0.1", "live"),
+        ("v1.0.0", "live"),
+    ]
     assert_nothing_left(connection)
 
 
