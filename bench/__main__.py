@@ -1,4 +1,4 @@
-"""Run the benchmarks: `python -m bench [switch rollback detection overhead scale volume]`."""
+"""Run the benchmarks: `python -m bench [NAME ...]`, every one by default (see BENCHES)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import sys
 import time
 
-from bench import detection, overhead, rollback_time, scale, switch, volume
+from bench import detection, overhead, rollback_time, scale, switch, volume, workers
 from bench.common import Report
 
 BENCHES = {
@@ -16,6 +16,7 @@ BENCHES = {
     "overhead": overhead.run,
     "scale": scale.run,
     "volume": volume.run,
+    "workers": workers.run,
 }
 
 
