@@ -98,7 +98,9 @@ class Context:
         typed = event(
             kind, deployment=self.deployment.id, message=message, phase=phase, host=host, **fields
         )
-        await self.sink.emit(EVENTS.validate_python(self.redact.deep(typed.model_dump())))
+        if self.redact.secrets:  # every remote output line passes here: no copy without need
+            typed = EVENTS.validate_python(self.redact.deep(typed.model_dump()))
+        await self.sink.emit(typed)
 
     async def run(
         self,

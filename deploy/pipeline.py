@@ -64,7 +64,6 @@ DEPLOY_PHASES: list[tuple[str, Phase]] = [
 ]
 # Failures in these phases can say something about the release itself.
 APP_PHASES = {"stage", "verify", "test", "smoke", "monitor"}
-LOG_PHASES = APP_PHASES
 
 
 def phase_budgets(ctx: Context) -> dict[str, float]:
@@ -146,7 +145,8 @@ async def failure_report(ctx: Context, phase: str, exc: Exception) -> FailureRep
         report.app_fault = phase in APP_PHASES and exc.blames_release
     elif not isinstance(exc, RegistryError):
         report.message = f"unexpected {type(exc).__name__}: {exc}"
-    if phase in LOG_PHASES and not isinstance(exc, HostUnreachable):
+    # The same phases run the release's containers: their logs go into the report.
+    if phase in APP_PHASES and not isinstance(exc, HostUnreachable):
         hosts = [ctx.host(report.host)] if report.host else ctx.hosts
         lines = 30 if len(hosts) == 1 else 8
         for host in hosts:

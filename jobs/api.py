@@ -54,7 +54,6 @@ def request_deployment(
         env=engine.env,
         version=engine.version,
         requested_by=who,
-        skip_tests=skip_tests,
         deployment=engine,
     )
     lease = Lease(connection, spec.app, engine.env)

@@ -78,12 +78,6 @@ class Lease:
         raw = self.redis.get(self.key)
         return Holder.model_validate_json(raw) if raw else None
 
-    def break_(self) -> Holder | None:
-        """An admin's forced release (audited by the caller); who held it, if anyone."""
-        current = self.holder()
-        self.redis.delete(self.key)
-        return current
-
     def lock(self, sticky: Sticky) -> None:
         self.redis.set(self.sticky_key, sticky.model_dump_json())
 

@@ -83,7 +83,6 @@ class DeploymentRecord(BaseModel):
     version: str
     requested_by: str
     approved_by: str | None = None
-    skip_tests: bool = False
     state: State = "requested"
     phase: str | None = None
     transitions: list[Transition] = Field(default_factory=list)

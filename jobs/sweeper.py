@@ -20,7 +20,7 @@ from rq.registry import StartedJobRegistry
 
 from jobs.lease import LEASE_KEY, Holder
 from jobs.queue import job_id, queue
-from jobs.records import RecordStore
+from jobs.records import DeploymentRecord, RecordStore
 
 HEARTBEAT_KEY = "greenlight:heartbeat:{id}"
 RECOVERING_KEY = "greenlight:recovering:{id}"
@@ -48,8 +48,8 @@ async def heartbeat(connection: redis.Redis, deployment_id: str) -> AsyncIterato
             await task
 
 
-def stalled(connection: redis.Redis) -> list[tuple[str, str]]:
-    """(deployment id, why) for each leased deployment whose started job has no heartbeat."""
+def stalled(connection: redis.Redis) -> list[tuple[DeploymentRecord, str]]:
+    """(record, why) for each leased deployment whose started job has no heartbeat."""
     store = RecordStore(connection)
     found = []
     for key in connection.scan_iter(match=LEASE_KEY.format(app="*", env="*")):
@@ -69,19 +69,19 @@ def stalled(connection: redis.Redis) -> list[tuple[str, str]]:
             status = None
         if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
             continue  # waiting for a free worker is not a stall
-        found.append((record.id, f"the worker running its {record.phase} job stopped beating"))
+        found.append((record, f"the worker running its {record.phase} job stopped beating"))
     return found
 
 
 def sweep(connection: redis.Redis) -> list[str]:
     """Hand every stalled deployment to one recovery job (claimed once across sweepers)."""
     handed = []
-    for deployment_id, why in stalled(connection):
+    for record, why in stalled(connection):
+        deployment_id = record.id
         claim = RECOVERING_KEY.format(id=deployment_id)
         if not connection.set(claim, why, nx=True, ex=3600):
             continue
-        record = RecordStore(connection).load(deployment_id)
-        if record is not None and record.phase is not None:
+        if record.phase is not None:
             forget_started(connection, job_id(deployment_id, record.phase))
         queue(connection).enqueue_call(
             "jobs.work.recovery_job",
