@@ -29,6 +29,7 @@ class Kind(StrEnum):
     rollback_started = "rollback_started"
     rollback_finished = "rollback_finished"
     warning = "warning"
+    request = "request"
 
 
 Scalar = str | int | float | bool
@@ -114,6 +115,19 @@ class Warned(_Event):
     kind: Literal[Kind.warning] = Kind.warning
 
 
+class RequestChanged(_Event):
+    """The request's life around the engine's phases, from the jobs layer: requested,
+    awaiting approval, queued (approved), awaiting promotion, rejected, cancelled,
+    recovered... `state` is the request's new state, `by` who moved it there."""
+
+    kind: Literal[Kind.request] = Kind.request
+    state: str
+    app: str
+    env: str
+    version: str
+    by: str | None = None
+
+
 Event = Annotated[
     DeployStarted
     | DeployFinished
@@ -125,7 +139,8 @@ Event = Annotated[
     | Metrics
     | RollbackStarted
     | RollbackFinished
-    | Warned,
+    | Warned
+    | RequestChanged,
     Field(discriminator="kind"),
 ]
 EVENTS: TypeAdapter[Event] = TypeAdapter(Event)

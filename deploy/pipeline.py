@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from deploy.commands import compose
 from deploy.commands import state as state_commands
 from deploy.context import Context
-from deploy.deployment import Deployment, FailureReport, HostProgress
+from deploy.deployment import Deployment, FailureReport
 from deploy.errors import (
     GreenlightError,
     HostError,
@@ -79,6 +79,7 @@ def phase_budgets(ctx: Context) -> dict[str, float]:
 
     start = images * env.pull_timeout + env.boot_timeout + env.health.deadline
     per_host = {
+        "plan": 60.0,
         "preflight": 60.0,
         "backup": hook(hooks.backup) + 120,
         "stage": start + hook(hooks.migrate) + hook(hooks.static) + 60,
@@ -246,9 +247,10 @@ async def begin(ctx: Context) -> None:
     record.app = ctx.spec.app
     record.spec_hash = record.spec_hash or ctx.spec.fingerprint()
     record.budgets = record.budgets or phase_budgets(ctx)
+    what = record.version if record.version != UNPLANNED else "to the last good release"
     await ctx.emit(
         Kind.deploy_started,
-        f"{record.kind} {record.version} to {record.env} by {record.who}"
+        f"{record.kind} {what} to {record.env} by {record.who}"
         + (" (tests skipped)" if record.skip_tests else ""),
         app=record.app,
         version=record.version,
@@ -323,7 +325,7 @@ def went_back_to(record: Deployment) -> str:
 def summary(record: Deployment) -> str:
     what = f"{record.kind} of {record.version} to {record.env}"
     if record.kind == "rollback" and record.outcome == "refused":
-        asked = f" to {record.version}" if record.version != "?" else ""
+        asked = f" to {record.version}" if record.version != UNPLANNED else ""
         what = f"rollback of {record.env}{asked}"
     skipped = " (tests skipped)" if record.skip_tests else ""
     return {
@@ -440,12 +442,47 @@ def _host_plan(state: HostState, to: str | None, image: str) -> RollbackPlan:
     )
 
 
+async def plan_rollback(ctx: Context) -> None:
+    """The rollback's first phase: read every host and choose where to go back to (the
+    version asked for, or the last good release before the live one). Refused, saying
+    why, when there is nowhere to go."""
+    record = ctx.deployment
+    if record.image:
+        return  # planned already (a retried job)
+    wanted = None if record.version == UNPLANNED else record.version
+    try:
+        chosen = choose_rollback(await read_states(ctx), wanted, ctx.spec.main_image)
+    except HostError as exc:  # nothing was touched: a host we cannot read refuses it
+        raise Refused(str(exc)) from None
+    record.version, record.image, record.digest = chosen.version, chosen.image, chosen.digest
+    record.images = dict(chosen.images)
+
+
 ROLLBACK_PHASES: list[tuple[str, Phase]] = [
+    ("plan", plan_rollback),
     ("preflight", take_locks),
     ("restore", restore),
     ("switch", switch),
     ("finalize", finalize),
 ]
+UNPLANNED = "?"
+
+
+def new_rollback(spec: Spec, env_name: str | None, to: str | None, who: str) -> Deployment:
+    """A rollback request with its real id (`<env>-rollback-<stamp>`) from the start, so
+    a refusal matches the message that asked; Refused for a bad environment or version."""
+    try:
+        env = spec.environment(env_name)
+        wanted = parse_version(to).tag if to else UNPLANNED
+    except (SpecError, InvalidVersion) as exc:
+        raise Refused(str(exc)) from None
+    return Deployment(
+        id=_request_id(env.name, "rollback"), kind="rollback", env=env.name, version=wanted, who=who
+    )
+
+
+def phases_of(record: Deployment) -> list[tuple[str, Phase]]:
+    return ROLLBACK_PHASES if record.kind == "rollback" else DEPLOY_PHASES
 
 
 async def rollback(
@@ -459,32 +496,19 @@ async def rollback(
     cancel: CancelCheck | None = None,
 ) -> Deployment:
     """Go back to the last good release before the live one (or `to`): a reload when the
-    idle colour keeps it warm, a restore from its image when it does not. The request
-    keeps its id (`<env>-rollback-<stamp>`) from the moment it is made to its end."""
-    plan = Deployment(
-        id=_request_id(env_name or "?", "rollback"),
-        kind="rollback",
-        env=env_name or "?",
-        version="?",
-        who=who,
-    )
+    idle colour keeps it warm, a restore from its image when it does not."""
     try:
-        env = spec.environment(env_name)
-        plan.env = env.name
-        wanted = parse_version(to).tag if to else None
-    except (SpecError, InvalidVersion) as exc:
-        return await _refused(plan, str(exc), sink)
-    plan.version = wanted or "?"
+        plan = new_rollback(spec, env_name, to, who)
+    except Refused as exc:
+        refused = Deployment(
+            id=_request_id(env_name or "?", "rollback"),
+            kind="rollback",
+            env=env_name or "?",
+            version=UNPLANNED,
+            who=who,
+        )
+        return await _refused(refused, str(exc), sink)
     ctx = context(spec, plan, sink, registry_password, cancel)
-    try:
-        states = await read_states(ctx)
-        chosen = choose_rollback(states, wanted, spec.main_image)
-    except (Refused, HostError) as exc:
-        await ctx.close()
-        return await _refused(plan, ctx.redact(str(exc)), sink)
-    plan.version, plan.image, plan.digest = chosen.version, chosen.image, chosen.digest
-    plan.images = dict(chosen.images)
-    plan.hosts = {h.name: HostProgress(name=h.name) for h in env.hosts}
     return await run_deploy_phases(ctx, ROLLBACK_PHASES)
 
 

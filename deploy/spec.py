@@ -250,6 +250,13 @@ class Settings(_Model):
     parallel: Annotated[int, Field(ge=1, le=100)] = 10
     pull_timeout: PositiveSeconds = 600.0
     boot_timeout: PositiveSeconds = 120.0
+    # Policy for deployments requested through the workers (the bot, `deploy --queue`):
+    # whether someone other than the requester must approve first, and whether the
+    # switch waits after smoke, the new colour running and verified, for a promote.
+    approval: Literal["required", "none"] = "required"
+    approval_timeout: Annotated[float, Field(gt=0, le=7 * 86_400)] = 3600.0
+    promote: Literal["auto", "manual"] = "auto"
+    promote_timeout: Annotated[float, Field(gt=0, le=7 * 86_400)] = 3600.0
 
 
 class Environment(Settings):

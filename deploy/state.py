@@ -98,7 +98,7 @@ class LockInfo(BaseModel):
             f"held by {self.owner} for {self.deployment} since "
             f"{self.started_at:%Y-%m-%d %H:%M:%S} UTC ({minutes:.0f} min ago)"
         )
-        unlock = f"`greenlight unlock --env {env} --yes`"
+        unlock = f"`greenlight break-lock --env {env} --yes`"
         if self.orphaned():
             text += (
                 f"; ORPHANED: its process {self.pid} on {self.machine} is gone; "

@@ -17,7 +17,7 @@ from deploy.errors import HostError, PhaseFailed, Refused
 from deploy.events import Kind
 from deploy.ops.traffic import reconcile
 from deploy.phases.finalize import finalize
-from deploy.pipeline import DEPLOY_PHASES, finish, recover, run_phase
+from deploy.pipeline import finish, phases_of, recover, run_phase
 from deploy.spec import HostSpec
 from deploy.state import parse_facts, parse_host_state
 
@@ -34,7 +34,7 @@ async def take_over(ctx: Context, why: str) -> Deployment:
         except (PhaseFailed, Refused) as exc:
             record.notes.append(f"finalize after the takeover failed: {exc}")
     else:
-        phase = next((p for p, _ in DEPLOY_PHASES if p not in record.completed), "finalize")
+        phase = next((p for p, _ in phases_of(record) if p not in record.completed), "finalize")
         report = FailureReport(phase=phase, message=f"its driver stopped: {why}", app_fault=False)
         await recover(ctx, report)
     record.notes.append(f"recovered after its driver stopped ({why})")

@@ -1,4 +1,4 @@
-"""`greenlight deploy | rollback | status | unlock`: the engine in-process, no RQ, no chat.
+"""`greenlight deploy | rollback | status | ...`: the engine in-process, or on the workers.
 
 Exit codes: 0 the new version is live (or the command did what it said); 1 the
 deployment failed and production is on the previous version; 2 refused before
@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -50,21 +51,41 @@ def parser() -> argparse.ArgumentParser:
     rollback = sub.add_parser("rollback", parents=[common], help="go back to the previous version")
     rollback.add_argument("--to", help="the version to go back to")
     rollback.add_argument("--who", help="who asked")
+    rollback.add_argument(
+        "--queue", action="store_true", help="run it on the workers (REDIS_URL) and follow it"
+    )
     status = sub.add_parser("status", parents=[common], help="what runs where")
     status.add_argument("--json", action="store_true", help="machine-readable output")
-    cancel = sub.add_parser(
-        "cancel", parents=[common], help="stop the deployment running on the workers"
-    )
-    cancel.add_argument("--who", help="who asked")
     history = sub.add_parser("history", parents=[common], help="the last deployments")
     history.add_argument("-n", type=int, default=20, help="how many (default 20)")
     history.add_argument("--json", action="store_true", help="machine-readable output")
+    sub.add_parser("apps", parents=[common], help="apps, environments and their policy")
+    # Steering deployments on the workers (REDIS_URL); each is in the audit trail.
+    for name, text in (
+        ("cancel", "stop the deployment in progress (torn down, or rolled back if switched)"),
+        ("promote", "let a deployment held after smoke (promote: manual) switch"),
+    ):
+        sub.add_parser(name, parents=[common], help=text).add_argument("--who", help="who asks")
+    for name, text in (("approve", "approve a request"), ("reject", "reject a request")):
+        verdict = sub.add_parser(name, parents=[common], help=text)
+        verdict.add_argument("deployment", help="the request's id (the bot and --queue show it)")
+        verdict.add_argument("--who", help="who decides (default: $GREENLIGHT_WHO or your login)")
+        if name == "reject":
+            verdict.add_argument("--reason", default="", help="why, for the requester")
+    lock = sub.add_parser("lock", parents=[common], help="block deploys until unlocked")
+    lock.add_argument("reason", nargs="+", help="why, for whoever tries to deploy")
+    lock.add_argument("--who", help="who locks")
+    unlock = sub.add_parser("unlock", parents=[common], help="lift a lock set with `lock`")
+    unlock.add_argument("--who", help="who unlocks")
+    unlock.add_argument("--force", action="store_true", help="lift someone else's lock (audited)")
     trail = sub.add_parser("audit", help="the audit trail in Redis (REDIS_URL)")
     trail.add_argument("-n", type=int, default=50, help="how many entries (default 50)")
     worker = sub.add_parser("worker", help="run phase jobs from Redis (REDIS_URL)")
     worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
-    unlock = sub.add_parser("unlock", parents=[common], help="break a stale deploy lock")
-    unlock.add_argument("--yes", action="store_true", help="really break it")
+    breaker = sub.add_parser(
+        "break-lock", parents=[common], help="break a stale host lock (status shows it)"
+    )
+    breaker.add_argument("--yes", action="store_true", help="really break it")
     return top
 
 
@@ -85,10 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as exc:
         print(f"greenlight: invalid spec: {exc}", file=sys.stderr)
         return EXIT_REFUSED
-    if args.command == "deploy" and args.queue:
-        return _queued(specs, args, settings)
-    if args.command == "cancel":
-        return _cancel(specs, args, settings)
+    if args.command in STEERING or getattr(args, "queue", False):
+        return _steer(specs, args, settings)
     try:
         spec = choose_app(specs, args.app)
     except SpecError as exc:
@@ -99,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_status(spec, args.env, args.json))
         if args.command == "history":
             return asyncio.run(_history(spec, args.env, args.n, args.json))
-        if args.command == "unlock":
-            return asyncio.run(_unlock(spec, args.env, args.yes))
+        if args.command == "break-lock":
+            return asyncio.run(_break_lock(spec, args.env, args.yes))
         return asyncio.run(_run(spec, args, settings))
     except SpecError as exc:
         print(f"greenlight: {exc}", file=sys.stderr)
@@ -113,46 +132,121 @@ def main(argv: list[str] | None = None) -> int:
         return 3
 
 
-def _queued(specs: dict[str, Spec], args: argparse.Namespace, settings: Any) -> int:
-    """Request the deployment from the workers, then print its events as they come, with
-    the same lines and exit codes as an in-process run."""
-    from deploy.events import Kind
-    from jobs.api import request_deployment
+STEERING = {"apps", "cancel", "promote", "approve", "reject", "lock", "unlock"}
+# How a request that ended without an engine run (rejected, cancelled while awaiting
+# approval, refused at the door) exits, like the in-process codes.
+REQUEST_EXIT = {"rejected": EXIT_REFUSED, "refused": EXIT_REFUSED, "cancelled": 1}
+
+
+def _steer(specs: dict[str, Spec], args: argparse.Namespace, settings: Any) -> int:
+    """The commands that go through the jobs API (REDIS_URL): each answer is one line,
+    refusals exit 2 with the reason; `--queue` then follows the request to its end."""
+    from jobs import api
     from jobs.queue import connect
-    from jobs.streams import last_event_id, read_events
+    from jobs.streams import last_event_id
 
     connection = connect()
+    who = getattr(args, "who", None) or settings.operator()
+    if args.command == "apps":
+        for target in api.targets(connection, specs):
+            mark = "*" if target.default else " "
+            lock = (
+                f"  locked by {target.locked.who}: {target.locked.reason}" if target.locked else ""
+            )
+            busy = f"  deploying {target.deploying}" if target.deploying else ""
+            print(
+                f"{mark} {target.app}/{target.env:<12} {len(target.hosts)} host(s)  "
+                f"approval {target.approval}, promote {target.promote}{lock}{busy}"
+            )
+        return 0
     since = last_event_id(connection)
-    answer = request_deployment(
-        connection,
-        specs,
-        app=args.app,
-        env=args.env,
-        version=args.version,
-        who=args.who or settings.operator(),
-        skip_tests=args.skip_tests,
-    )
-    if answer.result == "refused":
-        print(f"greenlight: refused: {answer.reason}", file=sys.stderr)
+    where = {"app": args.app, "env": args.env}
+    if args.command == "deploy":
+        answer = api.request_deployment(
+            connection, specs, **where, version=args.version, who=who, skip_tests=args.skip_tests
+        )
+    elif args.command == "rollback":
+        answer = api.rollback(connection, specs, **where, who=who, to=args.to)
+    elif args.command == "approve":
+        answer = api.approve(connection, args.deployment, who)
+    elif args.command == "reject":
+        answer = api.reject(connection, args.deployment, who, args.reason)
+    elif args.command == "lock":
+        answer = api.lock(connection, specs, **where, who=who, reason=" ".join(args.reason))
+    elif args.command == "unlock":
+        answer = api.unlock(connection, specs, **where, who=who, force=args.force)
+    elif args.command == "promote":
+        answer = api.promote(connection, specs, **where, who=who)
+    else:
+        answer = api.cancel(connection, specs, **where, who=who)
+    if not answer.accepted:
+        print(f"greenlight: {args.command} refused: {answer.reason}", file=sys.stderr)
         return EXIT_REFUSED
-    print(f"greenlight: {answer.deployment} queued", file=sys.stderr, flush=True)
+    said = {
+        "cancel": "cancelling {id}; production is put back as it was",
+        "promote": "promoting {id}: the switch comes next",
+        "approve": "approved {id}; it is queued",
+        "reject": "rejected {id}",
+        "lock": "locked: no deployment starts until `greenlight unlock`",
+        "unlock": "unlocked",
+    }.get(args.command, "{command}: {id} {state}")
+    state = (answer.state or "").replace("_", " ")
+    text = said.format(id=answer.deployment, state=state, command=args.command)
+    print(f"greenlight: {text}", file=sys.stderr, flush=True)
+    if answer.state == "awaiting_approval":
+        print(
+            f"greenlight: someone other than {who} approves it with "
+            f"`greenlight approve {answer.deployment}`",
+            file=sys.stderr,
+            flush=True,
+        )
+    if not getattr(args, "queue", False) or answer.deployment is None:
+        return 0
+    return _follow(connection, answer.deployment, since, specs, args, settings)
+
+
+def _follow(
+    connection: Any,
+    deployment: str,
+    since: str,
+    specs: dict[str, Spec],
+    args: argparse.Namespace,
+    settings: Any,
+) -> int:
+    """Print the request's events as they come, with the same lines and exit codes as
+    an in-process run. Ctrl-C cancels it; a second Ctrl-C stops following."""
+    from deploy.events import Kind
+    from jobs.api import cancel
+    from jobs.records import FINAL
+    from jobs.streams import read_events
+
     printer = Printer(quiet=args.quiet)
     cancelled = False
+    engine_exit: int | None = None
+    ended_at = 0.0
     while True:
         try:
             for entry, event in read_events(connection, after=since, block_ms=1000):
                 since = entry
-                if event.deployment != answer.deployment:
+                if event.deployment != deployment:
                     continue
                 asyncio.run(printer.emit(event))
                 if event.kind == Kind.deploy_finished:
-                    return event.exit_code
+                    engine_exit, ended_at = event.exit_code, time.monotonic()
+                if event.kind == Kind.request and event.state in FINAL:
+                    return REQUEST_EXIT.get(event.state, 0) if engine_exit is None else engine_exit
+            # The request's own last word follows the engine's at once; never wait long.
+            if engine_exit is not None and time.monotonic() - ended_at > 5:
+                return engine_exit
         except KeyboardInterrupt:
             if cancelled:  # a second Ctrl-C: stop following, the workers carry on
-                print(f"greenlight: stopped following {answer.deployment}", file=sys.stderr)
+                print(f"greenlight: stopped following {deployment}", file=sys.stderr)
                 return 3
             cancelled = True
-            _cancel(specs, args, settings)
+            who = getattr(args, "who", None) or settings.operator()
+            answer = cancel(connection, specs, app=args.app, env=args.env, who=who)
+            text = "production is put back as it was" if answer.accepted else answer.reason
+            print(f"greenlight: cancelling {deployment}: {text}", file=sys.stderr, flush=True)
 
 
 def _audit(last: int) -> int:
@@ -161,9 +255,10 @@ def _audit(last: int) -> int:
 
     for entry in read_audit(connect(), last=max(1, last)):
         reason = f": {entry.reason}" if entry.reason else ""
+        about = f"{entry.target} {entry.deployment}" if entry.deployment else entry.target
         print(
             f"{entry.at:%Y-%m-%d %H:%M:%S}  {entry.who:<12} {entry.action:<9} "
-            f"{entry.result:<8} {entry.target}{reason}"
+            f"{entry.result:<8} {about}{reason}"
         )
     return 0
 
@@ -179,24 +274,6 @@ async def _history(spec: Spec, env_name: str | None, last: int, as_json: bool) -
         for line in render_history(status.history):
             print(line)
     return 0 if status.all_reachable else 3
-
-
-def _cancel(specs: dict[str, Spec], args: argparse.Namespace, settings: Any) -> int:
-    from jobs.api import cancel
-    from jobs.queue import connect
-
-    answer = cancel(
-        connect(), specs, app=args.app, env=args.env, who=args.who or settings.operator()
-    )
-    if answer.result == "refused":
-        print(f"greenlight: cancel refused: {answer.reason}", file=sys.stderr)
-        return EXIT_REFUSED
-    print(
-        f"greenlight: cancelling {answer.deployment}; production is put back as it was",
-        file=sys.stderr,
-        flush=True,
-    )
-    return 0
 
 
 async def _run(spec: Spec, args: argparse.Namespace, settings: Any) -> int:
@@ -298,6 +375,7 @@ class Printer:
             Kind.warning: "!",
             Kind.output: "│",
             Kind.metrics: "≈",
+            Kind.request: "•",
         }.get(event.kind, "·")
         text = event.message
         if event.kind == Kind.phase_finished:
@@ -330,12 +408,38 @@ async def _status(spec: Spec, env_name: str | None, as_json: bool) -> int:
     return 0 if status.all_reachable else 3
 
 
-async def _unlock(spec: Spec, env_name: str | None, yes: bool) -> int:
+async def _break_lock(spec: Spec, env_name: str | None, yes: bool) -> int:
     from deploy.status import break_locks
 
     if not yes:
         print("greenlight: breaking a lock can let two deployments collide; add --yes")
         return EXIT_REFUSED
-    for line in await break_locks(spec, env_name):
+    lines = await break_locks(spec, env_name)
+    for line in lines:
         print(line)
+    _audit_admin(f"{spec.app}/{spec.environment(env_name).name}", "; ".join(lines))
     return 0
+
+
+def _audit_admin(target: str, what: str) -> None:
+    """Breaking host locks is an admin action: into the audit trail when Redis is there
+    (the in-process mode also runs without it, and says so)."""
+    import redis
+
+    from deploy.settings import EngineSettings
+    from jobs.queue import connect
+    from jobs.streams import AuditEntry, audit
+
+    try:
+        audit(
+            connect(timeout=2),
+            AuditEntry(
+                who=EngineSettings().operator(),
+                action="break-lock",
+                target=target,
+                result="accepted",
+                reason=what[:500],
+            ),
+        )
+    except redis.RedisError as exc:
+        print(f"greenlight: not in the audit trail (Redis: {exc})", file=sys.stderr)

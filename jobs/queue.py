@@ -6,6 +6,10 @@ from __future__ import annotations
 import os
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
@@ -15,9 +19,20 @@ QUEUE = "greenlight"
 TIMEOUT_SLACK = 60
 
 
-def connect(url: str | None = None) -> redis.Redis:
-    """REDIS_URL (default redis://127.0.0.1:6379/0); RQ wants bytes, not decoded text."""
-    return redis.Redis.from_url(url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
+# A Redis restart (a second or two with AOF) must not fail a deployment half-way: every
+# command is retried on a lost connection, backing off up to 1 s, for about 30 s.
+REDIS_RETRIES = 35
+
+
+def connect(url: str | None = None, timeout: float | None = None) -> redis.Redis:
+    """REDIS_URL (default redis://127.0.0.1:6379/0); RQ wants bytes, not decoded text.
+    With `timeout` (a quick, optional use), one attempt only."""
+    return redis.Redis.from_url(
+        url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+        socket_connect_timeout=timeout,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 0 if timeout else REDIS_RETRIES),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
 
 
 def queue(connection: redis.Redis) -> Queue:
@@ -52,6 +67,6 @@ def run_worker(url: str | None = None, burst: bool = False) -> bool:
     from jobs.sweeper import start_sweeper
 
     connection = connect(url)
-    start_sweeper(url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
+    start_sweeper(url)
     worker = Worker([queue(connection)], connection=connection, serializer=JSONSerializer)
     return bool(worker.work(burst=burst, with_scheduler=True))

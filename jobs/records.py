@@ -16,7 +16,10 @@ import redis
 from pydantic import BaseModel, Field
 
 from deploy.deployment import Deployment
+from deploy.events import RequestChanged
+from deploy.pipeline import UNPLANNED
 from deploy.state import now
+from jobs.streams import append_event
 
 State = Literal[
     "requested",
@@ -58,6 +61,23 @@ NEXT: dict[State, frozenset[State]] = {
     "unknown": frozenset({"recovered"}),
 }
 KEY = "greenlight:deployment:{id}"
+# Every request's id, newest first, per app and environment: the bot's /history.
+INDEX = "greenlight:requests:{app}:{env}"
+WORDS: dict[State, str] = {
+    "requested": "is requested",
+    "awaiting_approval": "awaits approval",
+    "queued": "is queued",
+    "running": "is running",
+    "awaiting_promotion": "awaits promotion",
+    "live": "is live",
+    "rolled_back": "was rolled back",
+    "not_switched": "failed before the switch",
+    "rejected": "was rejected",
+    "cancelled": "was cancelled",
+    "recovered": "was recovered",
+    "refused": "was refused",
+    "unknown": "ended in an unknown state",
+}
 
 
 class InvalidTransition(Exception):
@@ -104,7 +124,15 @@ class RecordStore:
         record.transitions = [Transition(state=record.state, by=record.requested_by)]
         if not self.redis.set(KEY.format(id=record.id), record.model_dump_json(), nx=True):
             raise ValueError(f"a deployment {record.id} already exists")
+        self.redis.lpush(INDEX.format(app=record.app, env=record.env), record.id)
+        self._announce(record)
         return record
+
+    def recent(self, app: str, env: str, last: int = 20) -> list[DeploymentRecord]:
+        """The last `last` requests to (app, environment), newest first."""
+        ids = self.redis.lrange(INDEX.format(app=app, env=env), 0, max(1, last) - 1)
+        found = (self.load(i.decode() if isinstance(i, bytes) else str(i)) for i in ids)
+        return [record for record in found if record is not None]
 
     def load(self, deployment_id: str) -> DeploymentRecord | None:
         raw = self.redis.get(KEY.format(id=deployment_id))
@@ -126,17 +154,46 @@ class RecordStore:
     ) -> DeploymentRecord:
         """Move the record to `to`, or InvalidTransition when its life does not allow it."""
 
+        was: list[State] = []
+
         def change(record: DeploymentRecord) -> DeploymentRecord:
             if to not in NEXT.get(record.state, frozenset()):
                 raise InvalidTransition(record, to)
             if (record.state, to) == ("awaiting_approval", "queued"):
                 record.approved_by = by
+            was[:] = [record.state]
             record.state = to
             record.phase = phase
             record.transitions.append(Transition(state=to, phase=phase, by=by, note=note))
             return _with_engine(record, engine) if engine else record
 
-        return self._update(deployment_id, change)
+        record = self._update(deployment_id, change)
+        if was != ["running"] or to != "running":  # a phase's start is the engine's event
+            self._announce(record)
+        return record
+
+    def _announce(self, record: DeploymentRecord) -> None:
+        """The request's new state, on the event stream beside the engine's events."""
+        last = record.transitions[-1]
+        what = record.version if record.version != UNPLANNED else "the last good release"
+        text = f"{record.kind} of {what} to {record.app}/{record.env} {WORDS[record.state]}"
+        if last.by and record.state != "running":
+            text += f" ({last.by})"
+        if last.note:
+            text += f": {last.note}"
+        append_event(
+            self.redis,
+            RequestChanged(
+                deployment=record.id,
+                message=text,
+                phase=record.phase,
+                state=record.state,
+                app=record.app,
+                env=record.env,
+                version=record.version,
+                by=last.by,
+            ),
+        )
 
     def _update(
         self, deployment_id: str, change: Callable[[DeploymentRecord], DeploymentRecord]
@@ -160,4 +217,5 @@ class RecordStore:
 
 def _with_engine(record: DeploymentRecord, engine: Deployment) -> DeploymentRecord:
     record.deployment = engine
+    record.version = engine.version  # a rollback learns its version when it is planned
     return record

@@ -63,7 +63,8 @@ def read_events(
 class AuditEntry(BaseModel):
     who: str
     action: str  # request, approve, reject, cancel, promote, rollback, lock, unlock...
-    target: str  # app/env, or a deployment id
+    target: str  # app/env, or a deployment id when that is all the caller named
+    deployment: str | None = None
     result: Literal["accepted", "refused"]
     reason: str = ""
     at: datetime = Field(default_factory=now)

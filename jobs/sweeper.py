@@ -19,7 +19,7 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
 from jobs.lease import LEASE_KEY, Holder
-from jobs.queue import job_id, queue
+from jobs.queue import connect, job_id, queue
 from jobs.records import DeploymentRecord, RecordStore
 
 HEARTBEAT_KEY = "greenlight:heartbeat:{id}"
@@ -36,7 +36,8 @@ async def heartbeat(connection: redis.Redis, deployment_id: str) -> AsyncIterato
 
     async def beat() -> None:
         while True:
-            connection.set(key, "1", px=int(BEAT_TTL * 1000))
+            with contextlib.suppress(redis.RedisError):  # Redis restarting: beat again soon
+                connection.set(key, "1", px=int(BEAT_TTL * 1000))
             await asyncio.sleep(BEAT_EVERY)
 
     task = asyncio.create_task(beat())
@@ -105,11 +106,11 @@ def forget_started(connection: redis.Redis, dead_job: str) -> None:
         Job.fetch(dead_job, connection=connection).delete()
 
 
-def start_sweeper(url: str) -> threading.Thread:
+def start_sweeper(url: str | None) -> threading.Thread:
     """The sweeper thread every worker runs beside RQ's own loop."""
 
     def loop() -> None:
-        connection = redis.Redis.from_url(url)
+        connection = connect(url)
         while True:
             with contextlib.suppress(redis.RedisError):
                 sweep(connection)

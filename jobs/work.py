@@ -9,23 +9,29 @@ SSH connections.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from datetime import timedelta
 
 import redis
+from rq.job import Job
 
 from deploy.context import Context
+from deploy.deployment import Deployment
 from deploy.errors import CANCELLED, PhaseFailed, Refused
-from deploy.pipeline import DEPLOY_PHASES, CancelCheck, begin, finish, next_phase, settle
+from deploy.pipeline import CancelCheck, begin, finish, next_phase, phases_of, settle
 from deploy.spec import choose_app, load_specs
 from deploy.takeover import take_over
 from jobs.lease import Holder, Lease
-from jobs.queue import TIMEOUT_SLACK, connect, enqueue_phase
+from jobs.queue import TIMEOUT_SLACK, connect, enqueue_phase, job_id, queue
 from jobs.records import DeploymentRecord, RecordStore, State
 from jobs.streams import AuditEntry, RedisSink, audit
 from jobs.sweeper import HEARTBEAT_KEY, RECOVERING_KEY, heartbeat
 
-PHASES = DEPLOY_PHASES
 CANCEL_KEY = "greenlight:cancel:{id}"
+# Where a manual promotion stops the chain: after smoke, the new colour running and
+# verified, before the switch.
+GATE = "smoke"
 OUTCOME_STATES: dict[str, State] = {
     "live": "live",
     "rolled_back": "rolled_back",
@@ -60,7 +66,7 @@ async def advance(connection: redis.Redis, deployment_id: str) -> None:
     store.advance(deployment_id, "running", phase=upcoming[0], engine=ctx.deployment)
     try:
         async with heartbeat(connection, deployment_id):
-            await next_phase(ctx, PHASES)
+            ran = await next_phase(ctx, phases_of(ctx.deployment))
     except (Refused, PhaseFailed) as exc:
         await settle(ctx, exc)
         await conclude(store, lease, holder, ctx)
@@ -70,8 +76,90 @@ async def advance(connection: redis.Redis, deployment_id: str) -> None:
         await conclude(store, lease, holder, ctx)
         return
     await ctx.close()
+    if ran == GATE and ctx.env.promote == "manual" and ctx.deployment.kind == "deploy":
+        await hold_for_promotion(store, lease, holder, ctx)
+        return
     store.save_engine(deployment_id, ctx.deployment)
     enqueue_phase(connection, deployment_id, left[0], ctx.deployment.budgets.get(left[0], 600))
+
+
+async def hold_for_promotion(
+    store: RecordStore, lease: Lease, holder: Holder, ctx: Context
+) -> None:
+    """Stop the chain before the switch, holding no worker: the new colour runs,
+    verified, until someone promotes or aborts it, or RQ's scheduler times it out."""
+    record = ctx.deployment
+    wait = ctx.env.promote_timeout
+    lease.renew(holder, ttl=wait + TIMEOUT_SLACK)
+    store.advance(
+        record.id,
+        "awaiting_promotion",
+        phase="switch",
+        note=f"{record.version} runs beside the live release; promote within {wait:g} s",
+        engine=record,
+    )
+    schedule_expiry(store.redis, record.id, "awaiting_promotion", wait)
+
+
+def schedule_expiry(
+    connection: redis.Redis, deployment_id: str, state: State, after: float
+) -> None:
+    """RQ's scheduler ends a request still in `state` (awaiting approval or promotion)
+    after `after` seconds; `drop_expiry` takes the job back when a person acts first."""
+    queue(connection).enqueue_in(
+        timedelta(seconds=after),
+        "jobs.work.expire_job",
+        deployment_id,
+        state,
+        after,
+        job_id=job_id(deployment_id, f"expire-{state}"),
+        job_timeout=300,
+        result_ttl=600,
+        description=f"{deployment_id}: {state.replace('_', ' ')} times out",
+    )
+
+
+def drop_expiry(connection: redis.Redis, deployment_id: str, state: State) -> None:
+    with contextlib.suppress(Exception):  # already run, or never scheduled
+        Job.fetch(job_id(deployment_id, f"expire-{state}"), connection=connection).delete()
+
+
+def expire_job(deployment_id: str, state: State, after: float) -> None:
+    """RQ's entry point for a request nobody acted on in time."""
+    connection = connect()
+    try:
+        expire(connection, deployment_id, state, after)
+    finally:
+        connection.close()
+
+
+def expire(connection: redis.Redis, deployment_id: str, state: State, after: float) -> None:
+    store = RecordStore(connection)
+    record = store.load(deployment_id)
+    if record is None or record.state != state:
+        return  # someone acted first
+    why = f"{state.replace('_', ' ').replace('awaiting', 'no')} within {after:g} s"
+    if state == "awaiting_approval":
+        store.advance(deployment_id, "cancelled", by="greenlight", note=why)
+        Lease(connection, record.app, record.env).release(lease_holder(record))
+    else:  # the new colour is torn down by the engine, as for any cancel before the switch
+        resume(connection, record, "greenlight", cancel=why)
+    audit_own(connection, "expire", record, why)
+
+
+def resume(
+    connection: redis.Redis, record: DeploymentRecord, who: str, cancel: str | None = None
+) -> None:
+    """Continue a deployment held for promotion: the switch, or with `cancel` (why) the
+    engine's way back (the new colour torn down, production untouched)."""
+    assert record.deployment is not None
+    if cancel is not None:
+        connection.set(CANCEL_KEY.format(id=record.id), f"{who}: {cancel}", ex=86_400)
+    drop_expiry(connection, record.id, "awaiting_promotion")
+    phase = remaining_of(record.deployment)[0]
+    store = RecordStore(connection)
+    store.advance(record.id, "running", phase=phase, by=who, note=cancel or "promoted")
+    enqueue_phase(connection, record.id, phase, record.deployment.budgets.get(phase, 600))
 
 
 def engine_context(
@@ -92,18 +180,29 @@ def engine_context(
 
 
 def remaining(ctx: Context) -> list[str]:
-    return [name for name, _ in PHASES if name not in ctx.deployment.completed]
+    return remaining_of(ctx.deployment)
+
+
+def remaining_of(engine: Deployment) -> list[str]:
+    return [name for name, _ in phases_of(engine) if name not in engine.completed]
 
 
 async def conclude(store: RecordStore, lease: Lease, holder: Holder, ctx: Context) -> None:
     engine = await finish(ctx)
     state = OUTCOME_STATES[engine.outcome]
+    note = ""
     cancelled = engine.failure is not None and engine.failure.message == CANCELLED
     if cancelled and state in ("not_switched", "rolled_back"):
         state = "cancelled"  # production is back as it was, because someone asked
-    store.advance(engine.id, state, engine=engine)
+        asked = store.redis.get(CANCEL_KEY.format(id=engine.id))
+        note = asked.decode() if isinstance(asked, bytes) else ""
+    store.advance(engine.id, state, engine=engine, note=note)
     lease.release(holder)
-    store.redis.delete(HEARTBEAT_KEY.format(id=engine.id), RECOVERING_KEY.format(id=engine.id))
+    store.redis.delete(
+        HEARTBEAT_KEY.format(id=engine.id),
+        RECOVERING_KEY.format(id=engine.id),
+        CANCEL_KEY.format(id=engine.id),
+    )
 
 
 def recovery_job(deployment_id: str, why: str) -> None:
@@ -127,14 +226,20 @@ async def recover_deployment(connection: redis.Redis, deployment_id: str, why: s
     store.advance(deployment_id, "recovered", note=found, engine=engine)
     Lease(connection, record.app, record.env).release(lease_holder(record))
     store.redis.delete(HEARTBEAT_KEY.format(id=deployment_id))
+    audit_own(connection, "recover", record, found)
+
+
+def audit_own(connection: redis.Redis, action: str, record: DeploymentRecord, why: str) -> None:
+    """What Greenlight did on its own (a timeout, a recovery), in the audit trail."""
     audit(
         connection,
         AuditEntry(
             who="greenlight",
-            action="recover",
-            target=deployment_id,
+            action=action,
+            target=f"{record.app}/{record.env}",
+            deployment=record.id,
             result="accepted",
-            reason=found,
+            reason=why,
         ),
     )
 

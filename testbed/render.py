@@ -52,6 +52,9 @@ max_latency: 1.0, paths: [/api/health/, /]}}
 thresholds: {{min_disk_mb: 200, min_memory_mb: 128}}
 drain: 2
 parallel: 10
+# One operator rehearses here; a real spec keeps the default (approval: required:
+# someone other than the requester approves each deployment).
+approval: none
 environments:
   production:
     public_url: {public_url}

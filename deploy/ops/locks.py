@@ -103,7 +103,7 @@ async def release_all(ctx: Context, hosts: list[HostSpec] | None = None) -> None
         except HostError as exc:
             ctx.deployment.notes.append(
                 f"{host.name}: lock not released ({exc.reason}); "
-                f"release it with `greenlight unlock --env {ctx.env.name} --yes`"
+                f"release it with `greenlight break-lock --env {ctx.env.name} --yes`"
             )
 
     await ctx.each_host(release, hosts)

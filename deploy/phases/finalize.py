@@ -38,7 +38,7 @@ async def tidy_host(ctx: Context, host: HostSpec) -> bool:
     except HostError as exc:
         ctx.deployment.notes.append(
             f"{host.name}: not tidied ({exc.reason}); the old colour may still run and the "
-            f"lock is kept: check it, then `greenlight unlock --env {ctx.env.name} --yes`"
+            f"lock is kept: check it, then `greenlight break-lock --env {ctx.env.name} --yes`"
         )
         return False
     return True

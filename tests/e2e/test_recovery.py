@@ -157,8 +157,8 @@ def test_a_deploy_killed_mid_switch_is_reconciled_without_an_outage(
         assert all(h["switch"] and "unfinished switch to v1.0.1" in h["switch"] for h in status)
         # The killed command's lock is not left looking fresh: its process is gone.
         assert all("ORPHANED: its process" in h["lock"] for h in status), status
-        assert all("greenlight unlock --env production --yes" in h["lock"] for h in status)
-        assert bed.greenlight("unlock", "--yes", config=spec).code == 0
+        assert all("greenlight break-lock --env production --yes" in h["lock"] for h in status)
+        assert bed.greenlight("break-lock", "--yes", config=spec).code == 0
         failing = bed.greenlight("deploy", "v1.0.2", config=spec)
         assert failing.code == 1 and failing.has(r"production untouched"), failing.output
         assert failing.has(r"was left unfinished; the proxy serves v1.0.[01]; putting back v1.0.0")

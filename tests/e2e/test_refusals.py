@@ -80,14 +80,14 @@ def test_a_host_lost_mid_deploy_leaves_production_serving(bed: Bed) -> None:
     assert run.code == 1, run.output
     assert run.has(r"stage failed on h1: (connection lost|cannot start|cannot connect)"), run.output
     assert run.has(r"production untouched")
-    assert run.has(r"lock not released .*greenlight unlock")
+    assert run.has(r"lock not released .*greenlight break-lock")
     assert_served(result)
     assert result.versions["v1.0.1"] == 0
     testbed.hosts.host_up("h1")
     host = bed.status(spec)["hosts"][0]
     assert host["live"]["version"] == "v1.0.0"
     assert host["lock"] and "production-v1.0.1" in host["lock"]
-    assert bed.greenlight("unlock", "--yes", config=spec).code == 0
+    assert bed.greenlight("break-lock", "--yes", config=spec).code == 0
     assert bed.greenlight("deploy", "v1.0.1", config=spec).code == 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -75,7 +76,7 @@ def test_a_deployment_through_the_workers_reads_and_ends_like_one_in_process(
     assert run.has(r"production-v1.0.1-\d{8}_\d{6} queued")
     assert run.has(r"switch +h1 .* answers v1.0.1") and run.has(r"exit 0")
     assert bed.live(spec) == {"h1": "v1.0.1"}
-    deployment = run.output.split(" queued")[0].split()[-1]
+    deployment = requested_id(run.output)
     record = RecordStore(connection).load(deployment)
     assert record is not None and record.state == "live"
     assert [t.phase for t in record.transitions if t.state == "running"] == [
@@ -93,7 +94,7 @@ def test_a_deployment_through_the_workers_reads_and_ends_like_one_in_process(
         check=True,
     ).stdout.splitlines()
     assert len(trail) == 1
-    assert trail[0].split()[2:] == ["e2e", "deploy", "accepted", "sample/production"]
+    assert trail[0].split()[2:] == ["e2e", "deploy", "accepted", "sample/production", deployment]
     history = bed.greenlight("history", "-n", "2", "--json", config=spec)
     assert [(h["version"], h["result"]) for h in json.loads(history.output)] == [
         ("v1.0.1", "live"),
@@ -157,14 +158,16 @@ def test_cancel_before_the_switch_tears_the_new_colour_down(
     assert asked.code == 0 and asked.has(r"cancelling production-v1.0.1-"), asked.output
     assert run.code == 1 and run.has(r"cancelled by an operator"), run.output
     assert run.has(r"production untouched")
+    assert run.has(r"• deploy of v1.0.1 to sample/production was cancelled: cancelled by e2e")
     assert bed.live(spec) == {"h1": "v1.0.0"}
-    deployment = run.output.split(" queued")[0].split()[-1]
+    deployment = requested_id(run.output)
     record = RecordStore(connection).load(deployment)
     assert record is not None and record.state == "cancelled"
     assert [(e.action, e.result) for e in read_audit(connection)][-1] == ("cancel", "accepted")
     assert Lease(connection, "sample", "production").holder() is None
     nothing = bed.greenlight("cancel", config=spec)
-    assert nothing.code == 2 and nothing.has(r"nothing is deploying sample/production")
+    assert nothing.code == 2, nothing.output
+    assert nothing.has(r"nothing to cancel on sample/production: no deployment is in progress")
     assert_nothing_left(connection)
 
 
@@ -219,7 +222,7 @@ def test_a_worker_killed_mid_deployment_is_noticed_and_production_recovered(
     assert run.has(r"taking over production-v1.0.1-.*stopped beating"), run.output
     assert run.code == 1 and took < 60, (took, run.output)
     assert bed.live(spec) == {"h1": "v1.0.0"}
-    deployment = run.output.split(" queued")[0].split()[-1]
+    deployment = requested_id(run.output)
     record = RecordStore(connection).load(deployment)
     assert record is not None and record.state == "recovered"
     assert bed.status(spec)["hosts"][0]["bad_versions"] == []  # a crash blames no release
@@ -229,9 +232,107 @@ def test_a_worker_killed_mid_deployment_is_noticed_and_production_recovered(
     assert_nothing_left(connection)
 
 
+def requested_id(output: str) -> str:
+    """The id `--queue` prints when its request is accepted."""
+    found = re.search(r"^greenlight: \w+: (\S+) (?:queued|awaiting approval)$", output, re.M)
+    assert found, output
+    return found.group(1)
+
+
 def worker_pids() -> list[int]:
     """Every `greenlight worker` process group running now."""
     found = subprocess.run(
         ["pgrep", "-f", "greenlight worker"], capture_output=True, text=True, check=False
     )
     return [os.getpgid(int(p)) for p in found.stdout.split() if p.strip()]
+
+
+def test_approval_by_someone_else_then_the_deployment_runs(
+    bed: Bed, workers: tuple[Path, redis.Redis]
+) -> None:
+    spec, connection = workers
+    spec.write_text(bed.spec(name="approval", approval="required", **FAST).read_text())
+    running = bed.start("deploy", "v1.0.0", "--queue", "--who", "alice", config=spec)
+    deployment = running.wait_for(r"greenlight approve \S+").split("approve ")[1].strip("`\n ")
+    own = bed.greenlight("approve", deployment, "--who", "alice", config=spec)
+    assert own.code == 2 and own.has(r"alice asked for it; someone else has to approve it")
+    approved = bed.greenlight("approve", deployment, "--who", "bob", config=spec)
+    assert approved.code == 0, approved.output
+    run = running.finish()
+    assert run.code == 0 and run.has(r"is queued \(bob\)") and run.has(r"v1.0.0 is live"), (
+        run.output
+    )
+    record = RecordStore(connection).load(deployment)
+    assert record is not None and (record.state, record.approved_by) == ("live", "bob")
+    rejected = bed.start("deploy", "v1.0.1", "--queue", "--who", "alice", config=spec)
+    second = rejected.wait_for(r"greenlight approve \S+").split("approve ")[1].strip("`\n ")
+    assert bed.greenlight("reject", second, "--reason", "freeze", config=spec).code == 0
+    run = rejected.finish()
+    assert run.code == 2 and run.has(r"was rejected \(e2e\): freeze"), run.output
+    assert bed.live(spec) == {"h1": "v1.0.0"}
+    assert_nothing_left(connection)
+
+
+def test_manual_promotion_holds_the_verified_colour_until_promoted(
+    bed: Bed, workers: tuple[Path, redis.Redis]
+) -> None:
+    spec, connection = workers
+    assert bed.greenlight("deploy", "v1.0.0", "--queue", config=spec).code == 0
+    spec.write_text(bed.spec(name="gate", promote="manual", **FAST).read_text())
+    with bed.load("h1") as load:
+        running = bed.start("deploy", "v1.0.1", "--queue", config=spec)
+        running.wait_for(r"awaits promotion")
+        held = bed.status(spec)["hosts"][0]
+        assert held["live"]["version"] == "v1.0.0"  # production untouched while held
+        assert StartedJobRegistry(queue=queue(connection)).get_job_ids() == []  # no worker held
+        assert bed.greenlight("promote", config=spec).code == 0
+        run = running.finish()
+    assert_served(load.stop())
+    assert run.code == 0 and run.has(r"v1.0.1 is live"), run.output
+    assert bed.live(spec) == {"h1": "v1.0.1"}
+    assert_nothing_left(connection)
+
+
+@pytest.mark.parametrize("how", ["cancel", "timeout"])
+def test_a_held_deployment_aborted_or_timed_out_is_torn_down(
+    bed: Bed, workers: tuple[Path, redis.Redis], how: str
+) -> None:
+    spec, connection = workers
+    assert bed.greenlight("deploy", "v1.0.0", "--queue", config=spec).code == 0
+    wait = 3 if how == "timeout" else 600
+    spec.write_text(
+        bed.spec(name="gate", promote="manual", promote_timeout=wait, **FAST).read_text()
+    )
+    with bed.load("h1") as load:
+        running = bed.start("deploy", "v1.0.1", "--queue", config=spec)
+        running.wait_for(r"awaits promotion")
+        if how == "cancel":
+            assert bed.greenlight("cancel", config=spec).code == 0
+        run = running.finish()
+    assert_served(load.stop())
+    why = "no promotion within 3 s" if how == "timeout" else "cancelled by e2e"
+    assert run.code == 1 and run.has(rf"was cancelled: .*{why}"), run.output
+    assert run.has(r"production untouched")
+    assert bed.live(spec) == {"h1": "v1.0.0"}
+    host = bed.status(spec)["hosts"][0]
+    running = [c["version"] for c in host["colors"].values() if c and c["status"] == "running"]
+    assert host["lock"] is None and running == ["v1.0.0"], host
+    assert_nothing_left(connection)
+
+
+def test_a_queued_rollback_after_failed_candidates_lands_on_the_last_good_release(
+    bed: Bed, workers: tuple[Path, redis.Redis]
+) -> None:
+    spec, connection = workers
+    for version, code in (("v1.0.0", 0), ("v1.0.1", 0), ("v1.0.2", 1), ("v1.0.4", 1)):
+        assert bed.greenlight("deploy", version, "--queue", config=spec).code == code
+    with bed.load("h1") as load:
+        run = bed.greenlight("rollback", "--queue", config=spec)
+    assert_served(load.stop())
+    assert run.code == 0 and run.has(r"production-rollback-\S+ queued"), run.output
+    assert run.has(r"rollback of v1.0.0 to sample/production is live")
+    assert bed.live(spec) == {"h1": "v1.0.0"}
+    nowhere = bed.greenlight("rollback", "--queue", "--to", "v1.0.2", config=spec)
+    assert nowhere.code == 2, nowhere.output
+    assert nowhere.has(r"v1.0.2 is recorded as bad; it is never rolled back to")
+    assert_nothing_left(connection)

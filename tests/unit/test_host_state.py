@@ -132,7 +132,7 @@ def test_a_lock_whose_process_is_gone_is_orphaned_with_the_command_that_breaks_i
     )
     text = lock.describe("production")
     assert "ORPHANED: its process" in text and "(0 min ago)" in text
-    assert "`greenlight unlock --env production --yes`" in text
+    assert "`greenlight break-lock --env production --yes`" in text
     alive = lock.model_copy(update={"pid": os.getpid()})
     assert "ORPHANED" not in alive.describe("production")
     elsewhere = lock.model_copy(update={"machine": "another-box"})
@@ -144,7 +144,7 @@ def test_an_old_lock_is_reported_as_probably_stale() -> None:
     old = fresh.model_copy(update={"started_at": now() - timedelta(hours=3)})
     assert "stale" not in fresh.describe("staging")
     assert "(180 min ago); it looks stale (process 1 on x)" in old.describe("staging")
-    assert "`greenlight unlock --env staging --yes`" in old.describe("staging")
+    assert "`greenlight break-lock --env staging --yes`" in old.describe("staging")
 
 
 async def test_release_only_by_the_holder(layout: Layout) -> None:

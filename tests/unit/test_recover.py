@@ -516,7 +516,7 @@ async def test_a_host_lost_during_cleanup_keeps_its_lock_and_says_how_to_release
         f"web2: {NEW} left running (connection lost during tear down green ({NEW}): {reset})",
         f"web2: outcome not recorded (connection lost during append to history: {reset})",
         f"web2: lock not released (connection lost during {RELEASE}: {reset}); "
-        "release it with `greenlight unlock --env production --yes`",
+        "release it with `greenlight break-lock --env production --yes`",
     ]
 
 
