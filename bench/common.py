@@ -80,8 +80,14 @@ async def timed_rollback(spec_: Spec) -> tuple[Deployment, float]:
 
 
 def load(host: str, name: str, clients: int = 16, duration: float = 120) -> Load:
+    """Traffic through one host's own proxy."""
+    return load_at(specs.proxy_url(host), name, clients, duration)
+
+
+def load_at(url: str, name: str, clients: int = 16, duration: float = 120) -> Load:
+    """Traffic to a URL of the bed (a host's proxy, or the public load balancer)."""
     return Load(
-        specs.proxy_url(host).rstrip("/") + "/",
+        url.rstrip("/") + "/",
         WORK / f"load-{name}.csv",
         clients=clients,
         duration=duration,

@@ -24,14 +24,20 @@ REDIS_URL = "redis://127.0.0.1:6379/3"
 RUNS = 3
 
 
-def start_worker(config: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, REDIS_URL=REDIS_URL, GREENLIGHT_CONFIG=str(config))
-    return subprocess.Popen(
-        [sys.executable, "-m", "greenlight", "worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
+def start_worker(
+    config: Path, redis_url: str = REDIS_URL, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """A `greenlight worker` in a session of its own: its work horses (RQ puts each in a
+    process group of its own) stay in that session, so it can be killed whole."""
+    env = dict(os.environ, REDIS_URL=redis_url, GREENLIGHT_CONFIG=str(config))
+    with open(log or os.devnull, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "greenlight", "worker"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def queued_deploy(
