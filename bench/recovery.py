@@ -2,7 +2,8 @@
 the parent and the work horse, which RQ puts in a process group of its own) in stage,
 at the start of the switch and inside the stability window, with a fresh worker started
 at once. Measured from the SIGKILL to the moment all three hold: the deployment's record
-is "recovered", the stream carries the takeover (its warning and its deploy_finished),
+is "recovered", the stream carries the takeover (its warning, its deploy_finished and the request's
+"recovered" event),
 and the public URL answers one version, the one the takeover left live. Each trial
 starts from empty hosts, with v1.0.0 live and 16 clients on the public URL throughout.
 """
@@ -183,12 +184,15 @@ def watch_recovery(
     final_at: float | None = None
     deadline = killed + UP_TO_RECOVERY
     seen: list[str] = []
+    announced = False  # the request's own "recovered" event, after the engine's finish
     while time.monotonic() < deadline:
         for event in follower.poll(block_ms=200):
             if event.kind == Kind.warning and event.phase == "recovery" and noticed is None:
                 noticed = event.at - killed_wall
             if isinstance(event, DeployFinished) and noticed is not None:
                 finished = event
+            if event.kind == Kind.request and event.state == "recovered":
+                announced = True
         record = store.load(follower.deployment)
         assert record is not None
         if not record.final:
@@ -197,7 +201,7 @@ def watch_recovery(
             final_at = time.monotonic() - killed
         if record.state != "recovered":
             return Recovery(None, noticed, final_at, "?", [f"the record ended {record.state}"])
-        if finished is None:
+        if finished is None or not announced:
             continue  # the record says recovered before the stream does
         engine = record.deployment
         assert engine is not None
