@@ -2,9 +2,9 @@
 the parent and the work horse, which RQ puts in a process group of its own) in stage,
 at the start of the switch and inside the stability window, with a fresh worker started
 at once. Measured from the SIGKILL to the moment all three hold: the deployment's record
-is "recovered", the stream carries the takeover (its warning, its deploy_finished and the request's
-"recovered" event),
-and the public URL answers one version, the one the takeover left live. Each trial
+is "recovered", the stream carries the takeover (its warning, its deploy_finished and
+the request's "recovered" event), and the public URL answers one version, the one the
+takeover left live. Each trial
 starts from empty hosts, with v1.0.0 live and 16 clients on the public URL throughout.
 """
 
