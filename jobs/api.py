@@ -315,6 +315,7 @@ def _start(
     if len(specs) > 1:  # ids are unique across apps; with one app the app is left out
         engine.id = f"{spec.app}-{engine.id}"
     engine.app = spec.app
+    engine.spec_hash = spec.fingerprint()  # a worker reading another spec refuses it
     record = DeploymentRecord(
         id=engine.id,
         kind=engine.kind,

@@ -21,8 +21,9 @@ from rq.registry import DeferredJobRegistry, FailedJobRegistry, StartedJobRegist
 from jobs.lease import Lease
 from jobs.queue import queue
 from jobs.records import RecordStore
-from jobs.streams import read_audit
+from jobs.streams import read_audit, read_events
 from tests.e2e.conftest import FAST, ROOT, Bed, assert_served, cli_env
+from tests.e2e.test_apps import apps_dir, live
 
 REDIS_URL = "redis://127.0.0.1:6379/2"  # the test bed's Redis, a database of its own
 
@@ -39,20 +40,35 @@ def start_worker(spec: Path) -> subprocess.Popen[bytes]:
     )
 
 
+@contextlib.contextmanager
+def running_workers(config: Path, count: int = 1) -> Iterator[None]:
+    """`count` worker processes for this config, stopped at the end."""
+    started = [start_worker(config) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for worker in started:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(timeout=30)
+
+
 @pytest.fixture
-def workers(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, redis.Redis]]:
-    """One worker process for the test's spec; Redis emptied first."""
+def fresh_redis(monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
+    """The bed's Redis, this test's database, emptied first."""
     connection = redis.Redis.from_url(REDIS_URL)
     connection.flushdb()
     monkeypatch.setenv("REDIS_URL", REDIS_URL)
-    spec = bed.spec(**FAST)
-    started = [start_worker(spec)]
-    yield spec, connection
-    for worker in started:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=30)
+    yield connection
     connection.close()
+
+
+@pytest.fixture
+def workers(bed: Bed, fresh_redis: redis.Redis) -> Iterator[tuple[Path, redis.Redis]]:
+    """One worker process for the test's spec; Redis emptied first."""
+    spec = bed.spec(**FAST)
+    with running_workers(spec):
+        yield spec, fresh_redis
 
 
 def assert_nothing_left(connection: redis.Redis) -> None:
@@ -335,4 +351,54 @@ def test_a_queued_rollback_after_failed_candidates_lands_on_the_last_good_releas
     nowhere = bed.greenlight("rollback", "--queue", "--to", "v1.0.2", config=spec)
     assert nowhere.code == 2, nowhere.output
     assert nowhere.has(r"v1.0.2 is recorded as bad; it is never rolled back to")
+    assert_nothing_left(connection)
+
+
+def test_two_apps_at_once_on_two_workers_both_go_live(bed: Bed, fresh_redis: redis.Redis) -> None:
+    connection = fresh_redis
+    config = apps_dir(bed)
+    with running_workers(config, count=2):  # the two deployments run side by side
+        both = [
+            bed.start("deploy", version, "--queue", "--app", app, config=config)
+            for app, version in (("sample", "v1.0.0"), ("ledger", "v1.0.1"))
+        ]
+        runs = [running.finish() for running in both]
+    assert [run.code for run in runs] == [0, 0], [run.output for run in runs]
+    assert runs[0].has(r"sample-production-v1.0.0-\S+ queued")
+    assert runs[1].has(r"ledger-production-v1.0.1-\S+ queued")
+    assert live(bed, config, "sample") == {"h1": "v1.0.0", "h2": "v1.0.0"}
+    assert live(bed, config, "ledger") == {"h1": "v1.0.1", "h2": "v1.0.1"}
+    starts = {
+        e.deployment.split("-")[0]: e.at
+        for _, e in read_events(connection, count=10_000)
+        if e.kind == "phase_started" and e.phase == "stage"
+    }
+    finishes = {
+        e.deployment.split("-")[0]: e.at
+        for _, e in read_events(connection, count=10_000)
+        if e.kind == "deploy_finished"
+    }
+    # they overlapped: each started staging before the other finished
+    assert starts["sample"] < finishes["ledger"] and starts["ledger"] < finishes["sample"]
+    assert_nothing_left(connection)
+
+
+@pytest.mark.parametrize("phase", ["backup", "verify", "smoke", "switch"])
+def test_cancel_at_each_phase_puts_production_back(
+    bed: Bed, workers: tuple[Path, redis.Redis], phase: str
+) -> None:
+    spec, connection = workers
+    assert bed.greenlight("deploy", "v1.0.0", "--queue", config=spec).code == 0
+    with bed.load("h1") as load:
+        running = bed.start("deploy", "v1.0.1", "--queue", config=spec)
+        running.wait_for(rf"{phase} +▶ ")
+        assert bed.greenlight("cancel", config=spec).code == 0
+        run = running.finish()
+    assert_served(load.stop())
+    assert run.code == 1 and run.has(r"cancelled by an operator"), run.output
+    assert run.has(r"was cancelled: cancelled by e2e")
+    assert bed.live(spec) == {"h1": "v1.0.0"}
+    host = bed.status(spec)["hosts"][0]
+    assert host["lock"] is None and host["bad_versions"] == []  # a cancel blames no release
+    assert Lease(connection, "sample", "production").holder() is None
     assert_nothing_left(connection)
