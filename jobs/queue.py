@@ -4,6 +4,7 @@ by pointing more `greenlight worker` processes at the same Redis."""
 from __future__ import annotations
 
 import os
+import socket
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -68,5 +69,10 @@ def run_worker(url: str | None = None, burst: bool = False) -> bool:
 
     connection = connect(url)
     start_sweeper(url)
-    worker = Worker([queue(connection)], connection=connection, serializer=JSONSerializer)
+    worker = Worker(
+        [queue(connection)],
+        connection=connection,
+        serializer=JSONSerializer,
+        name=f"greenlight@{socket.gethostname()}:{os.getpid()}",  # as `rq info` shows it
+    )
     return bool(worker.work(burst=burst, with_scheduler=True))
