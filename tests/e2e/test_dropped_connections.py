@@ -12,9 +12,10 @@ import asyncio
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -25,8 +26,9 @@ from deploy.commands.layout import Layout, layout_for
 from deploy.errors import ConnectionDropped, HostUnreachable
 from deploy.executor import ATTEMPTS, SSHExecutor
 from deploy.spec import load_spec
+from testbed.load import LoadResult
 from testbed.paths import Host
-from tests.e2e.conftest import FAST, Bed, assert_served
+from tests.e2e.conftest import FAST, Background, Bed, Run, assert_served
 
 # How long sshd stays away once the engine noticed: the next retry (0.5 s later) finds it
 # still down, and it is back well inside the 7.5 s the executor waits in all.
@@ -134,22 +136,34 @@ def test_a_host_that_stays_down_fails_a_read_after_every_attempt_and_a_change_at
     assert "attempts" not in change_error.reason
 
 
-def test_a_host_whose_sshd_drops_for_two_seconds_mid_stage_is_waited_for(bed: Bed) -> None:
-    hosts = ("h1", "h2")
+def deploy_losing_a_host(
+    bed: Bed, hosts: tuple[str, ...], lost: str, outage: Callable[[Background], None]
+) -> tuple[Path, Run, list[LoadResult]]:
+    """v1.0.0 live on `hosts`, then v1.0.1 one host at a time under load, with `lost`'s
+    sshd stopped as the stage phase begins: `lost` stages after the first host, so its
+    stage starts with a pull against a host that is gone. `outage` says what happens
+    next; the spec, the run and what the load saw come back."""
     spec = bed.spec(hosts=hosts, **FAST)
     assert bed.greenlight("deploy", "v1.0.0", config=spec).code == 0
-    # One host at a time: h2's stage starts with its pull, while h1 stages.
     serial = bed.spec(hosts=hosts, name="serial", parallel=1, **FAST)
     with ExitStack() as stack:
         loads = bed.loads(stack, hosts)
         deploy = bed.start("deploy", "v1.0.1", config=serial)
         deploy.wait_for(r"▶ stage$")
-        testbed.hosts.host_down("h2")
+        testbed.hosts.host_down(lost)
+        outage(deploy)
+        run = deploy.finish()
+        results = [load.stop() for load in loads]
+    return spec, run, results
+
+
+def test_a_host_whose_sshd_drops_for_two_seconds_mid_stage_is_waited_for(bed: Bed) -> None:
+    def back_soon(deploy: Background) -> None:
         deploy.wait_for(r"stage +h2 +! cannot connect to gl-h2@.*pull .* attempt 2 of 5 in 0.5 s")
         time.sleep(OUTAGE)  # the pull keeps trying meanwhile
         testbed.hosts.host_up("h2")
-        run = deploy.finish()
-        results = [load.stop() for load in loads]
+
+    spec, run, results = deploy_losing_a_host(bed, ("h1", "h2"), "h2", back_soon)
     assert run.code == 0, run.output
     assert run.has(r"deploy of v1.0.1 to production: v1.0.1 is live")
     assert run.has(r"stage +h2 +! cannot connect .* attempt 3 of 5 in 1 s")
@@ -162,16 +176,7 @@ def test_a_host_whose_sshd_drops_for_two_seconds_mid_stage_is_waited_for(bed: Be
 
 def test_a_host_whose_sshd_stays_down_mid_stage_fails_safe(bed: Bed) -> None:
     hosts = ("h1", "h2", "h3")
-    spec = bed.spec(hosts=hosts, **FAST)
-    assert bed.greenlight("deploy", "v1.0.0", config=spec).code == 0
-    serial = bed.spec(hosts=hosts, name="serial", parallel=1, **FAST)
-    with ExitStack() as stack:
-        loads = bed.loads(stack, hosts)
-        deploy = bed.start("deploy", "v1.0.1", config=serial)
-        deploy.wait_for(r"▶ stage$")
-        testbed.hosts.host_down("h2")
-        run = deploy.finish()
-        results = [load.stop() for load in loads]
+    spec, run, results = deploy_losing_a_host(bed, hosts, "h2", lambda deploy: None)
     assert run.code == 1, run.output
     assert run.has(
         r"stage failed on h2: cannot connect to gl-h2@127.0.0.3:2222: .*"
