@@ -114,9 +114,12 @@ class Context:
         async def forward(line: str) -> None:
             await self.emit(Kind.output, line, phase=phase, host=host.name)
 
+        async def retrying(notice: str) -> None:  # said even for a quiet command
+            await self.emit(Kind.warning, notice, phase=phase, host=host.name)
+
         stream = self.stream_output and not quiet
         return await self.executors[host.name].run(
-            cmd, on_line=forward if stream else None, check=check
+            cmd, on_line=forward if stream else None, check=check, on_retry=retrying
         )
 
     async def check_cancelled(self) -> None:

@@ -80,6 +80,11 @@ class HostKeyRejected(HostUnreachable):
     """The host's key is not in known_hosts, or does not match it."""
 
 
+class ConnectionDropped(HostUnreachable):
+    """The SSH connection could not be opened, or was lost under a command: the host may
+    be back in a moment (sshd restarting, a network blip), unlike a rejected key."""
+
+
 class HostStateUnreadable(HostError):
     """The host's deploy state came back incomplete or corrupt: never guess at it."""
 

@@ -4,6 +4,11 @@ Both executors take a `Command`, render it to one quoted shell line, stream its 
 stdout/stderr line by line to a callback, keep a tail of it for failure reports, and
 raise `CommandFailed` on a non-zero exit. SSH connections are opened once per host
 and reused; host keys are always checked against the spec's known_hosts file.
+
+A command that is safe to run again (`Command.idempotent`) survives a dropped
+connection: it is reconnected and repeated with a growing pause in between
+(`retry_delay`). Any other command fails at the first drop, and the engine's fail-safe
+path (tear down, roll back) takes over.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import asyncssh
 from deploy.commands import KILL_AFTER, Command, Result, render
 from deploy.errors import (
     CommandFailed,
+    ConnectionDropped,
     HostError,
     HostKeyRejected,
     HostUnreachable,
@@ -48,6 +54,11 @@ CIPHERS = [
     "aes128-ctr",
     "aes256-ctr",
 ]
+# A command safe to repeat is tried this many times in all, waiting 0.5, 1, 2 and 4 s
+# between attempts (7.5 s): long enough for sshd to restart or a blip to pass, short
+# enough that a host that is really gone fails its phase promptly.
+ATTEMPTS = 5
+FIRST_BACKOFF = 0.5
 
 __all__ = [
     "CommandFailed",
@@ -66,8 +77,15 @@ class Executor(Protocol):
     name: str
 
     async def run(
-        self, cmd: Command, *, on_line: LineCallback | None = None, check: bool = True
-    ) -> Result: ...
+        self,
+        cmd: Command,
+        *,
+        on_line: LineCallback | None = None,
+        check: bool = True,
+        on_retry: LineCallback | None = None,
+    ) -> Result:
+        """Run `cmd`; `on_line` gets its output, `on_retry` a notice before each repeat."""
+        ...
 
     def tunnel(self, address: str, port: int) -> contextlib.AbstractAsyncContextManager[int]:
         """Yields a local port on 127.0.0.1 that reaches address:port as seen by the host."""
@@ -130,6 +148,29 @@ async def _pump(read: Callable[[int], Awaitable[str]], output: _Output) -> None:
         await output.feed(pending)
 
 
+def retry_delay(cmd: Command, error: HostError, attempt: int) -> float | None:
+    """Seconds to wait before running `cmd` again after `error` ended its attempt number
+    `attempt` (from 1), or None when it must not run again.
+
+    Only a lost or refused connection is worth another attempt, and only for a command
+    safe to repeat: a rejected host key or SSH key, the command's own failure or its own
+    timeout, and a host that stopped answering for the command's whole budget are final.
+    """
+    if not cmd.idempotent or not isinstance(error, ConnectionDropped) or attempt >= ATTEMPTS:
+        return None
+    return FIRST_BACKOFF * 2.0 ** (attempt - 1)
+
+
+def connect_failure(name: str, where: str, known_hosts: str, exc: BaseException) -> HostUnreachable:
+    """What a failed `asyncssh.connect` means: a key the other side rejects is final;
+    a refused, reset or timed-out connection may be gone in a moment."""
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+        return HostKeyRejected(name, f"host key of {where} is not trusted by {known_hosts}")
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return HostUnreachable(name, f"{where} refused our SSH key")
+    return ConnectionDropped(name, f"cannot connect to {where}: {_reason(exc)}")
+
+
 class SSHExecutor:
     def __init__(self, host: HostSpec, ssh: SSHSpec) -> None:
         self.host = host
@@ -168,22 +209,47 @@ class SSHExecutor:
                 keepalive_interval=self.ssh.keepalive,
                 keepalive_count_max=3,
             )
-        except asyncssh.HostKeyNotVerifiable:
-            raise HostKeyRejected(
-                self.name, f"host key of {where} is not trusted by {self.ssh.known_hosts}"
-            ) from None
-        except asyncssh.PermissionDenied:
-            raise HostUnreachable(self.name, f"{where} refused our SSH key") from None
         except (OSError, TimeoutError, asyncssh.Error) as exc:
-            raise HostUnreachable(self.name, f"cannot connect to {where}: {_reason(exc)}") from None
+            raise connect_failure(self.name, where, str(self.ssh.known_hosts), exc) from None
 
     async def run(
-        self, cmd: Command, *, on_line: LineCallback | None = None, check: bool = True
+        self,
+        cmd: Command,
+        *,
+        on_line: LineCallback | None = None,
+        check: bool = True,
+        on_retry: LineCallback | None = None,
     ) -> Result:
+        started = time.monotonic()
+        attempt = 1
+        while True:
+            try:
+                return await self._attempt(cmd, on_line, check)
+            except ConnectionDropped as exc:
+                delay = retry_delay(cmd, exc, attempt)
+                if delay is None:
+                    if attempt == 1:
+                        raise
+                    raise HostUnreachable(
+                        self.name,
+                        f"{exc.reason} (gave up after {attempt} attempts "
+                        f"in {time.monotonic() - started:.1f} s)",
+                    ) from None
+                if on_retry is not None:
+                    await on_retry(
+                        f"{exc.reason}; {cmd.step} is safe to repeat: attempt "
+                        f"{attempt + 1} of {ATTEMPTS} in {delay:g} s"
+                    )
+                await asyncio.sleep(delay)
+                attempt += 1
+
+    async def _attempt(self, cmd: Command, on_line: LineCallback | None, check: bool) -> Result:
+        """One run of `cmd` on one connection; a new output each time, so the answer
+        of an attempt cut short never mixes with the next one's."""
         started = time.monotonic()
         output = _Output(cmd, on_line)
         async with self._channels:
-            process = await self._start(cmd)
+            conn, process = await self._start(cmd)
             try:
                 async with asyncio.timeout(cmd.timeout + KILL_AFTER + 10):
                     if cmd.stdin is not None:
@@ -202,7 +268,8 @@ class SSHExecutor:
                 ) from None
             except (asyncssh.Error, OSError) as exc:
                 process.close()
-                raise HostUnreachable(
+                self._discard(conn)
+                raise ConnectionDropped(
                     self.name, f"connection lost during {cmd.step}: {_reason(exc)}"
                 ) from None
         status = completed.exit_status
@@ -210,20 +277,31 @@ class SSHExecutor:
             status = 128 + 9
         return output.result(self.name, cmd, status, started, check)
 
-    async def _start(self, cmd: Command) -> asyncssh.SSHClientProcess[str]:
+    async def _start(
+        self, cmd: Command
+    ) -> tuple[asyncssh.SSHClientConnection, asyncssh.SSHClientProcess[str]]:
         line = render(cmd)
         for attempt in (1, 2):
             conn = await self.connect()
             try:
-                return await conn.create_process(line, stderr=asyncssh.STDOUT, encoding="utf-8")
+                process = await conn.create_process(line, stderr=asyncssh.STDOUT, encoding="utf-8")
+                return conn, process
             except (asyncssh.Error, OSError) as exc:
-                # A dropped connection is noticed here: reconnect once, then give up.
-                self._conn = None
+                # A kept connection that died since its last use is noticed here; the
+                # command never started, so any command may reconnect once.
+                self._discard(conn)
                 if attempt == 2:
-                    raise HostUnreachable(
+                    raise ConnectionDropped(
                         self.name, f"cannot start {cmd.step}: {_reason(exc)}"
                     ) from None
         raise AssertionError("unreachable")
+
+    def _discard(self, conn: asyncssh.SSHClientConnection) -> None:
+        """Stop using a connection that failed a command (closing it, should it only look
+        alive); one another command has opened since stays."""
+        if self._conn is conn:
+            self._conn = None
+        conn.close()
 
     @contextlib.asynccontextmanager
     async def tunnel(self, address: str, port: int) -> AsyncIterator[int]:
@@ -252,7 +330,12 @@ class LocalExecutor:
         self.name = name
 
     async def run(
-        self, cmd: Command, *, on_line: LineCallback | None = None, check: bool = True
+        self,
+        cmd: Command,
+        *,
+        on_line: LineCallback | None = None,
+        check: bool = True,
+        on_retry: LineCallback | None = None,  # no connection here to lose
     ) -> Result:
         started = time.monotonic()
         output = _Output(cmd, on_line)

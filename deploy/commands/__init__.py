@@ -33,6 +33,10 @@ class Command:
     stdin: str | None = None
     # Bytes of output kept whole for parsing; 0 keeps only the report tail.
     data_limit: int = 0
+    # Safe to run again after the connection dropped under it (a read, a pull): the
+    # executor reconnects and repeats it. Anything that changes state in a way a
+    # second run could double-apply leaves this off and fails at the first drop.
+    idempotent: bool = False
 
     def __post_init__(self) -> None:
         if not self.argv:
@@ -72,8 +76,9 @@ def command(
     env: Mapping[str, str] | None = None,
     stdin: str | None = None,
     data_limit: int = 0,
+    idempotent: bool = False,
 ) -> Command:
-    return Command(tuple(argv), step, timeout, cwd, dict(env or {}), stdin, data_limit)
+    return Command(tuple(argv), step, timeout, cwd, dict(env or {}), stdin, data_limit, idempotent)
 
 
 def sh(script: str, *args: str, step: str, name: str = "greenlight", **kw: object) -> Command:

@@ -55,11 +55,20 @@ def save_containers(slot: Slot, directory: str) -> Command:
         timeout=30,
         cwd=slot.layout.app_dir,
         env=slot.env(),
+        idempotent=True,  # rewrites one file with what compose answers now
     )
 
 
 def describe(app_dir: str, directory: str, file: str) -> Command:
-    return data(_DESCRIBE, directory, file, step="measure backup", timeout=120, cwd=app_dir)
+    return data(
+        _DESCRIBE,
+        directory,
+        file,
+        step="measure backup",
+        timeout=120,
+        cwd=app_dir,
+        idempotent=True,
+    )
 
 
 def prune(app_dir: str, root: str, retention_days: int) -> Command:
@@ -70,4 +79,5 @@ def prune(app_dir: str, root: str, retention_days: int) -> Command:
         step="prune old backups",
         timeout=120,
         cwd=app_dir,
+        idempotent=True,  # a second run finds nothing more past retention
     )

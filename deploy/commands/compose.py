@@ -7,7 +7,14 @@ from deploy.commands.layout import Slot
 from deploy.spec import HookSpec
 
 
-def _compose(slot: Slot, *args: str, step: str, timeout: float, data_limit: int = 0) -> Command:
+def _compose(
+    slot: Slot,
+    *args: str,
+    step: str,
+    timeout: float,
+    data_limit: int = 0,
+    idempotent: bool = False,
+) -> Command:
     return command(
         "docker",
         "compose",
@@ -19,6 +26,7 @@ def _compose(slot: Slot, *args: str, step: str, timeout: float, data_limit: int 
         cwd=slot.layout.app_dir,
         env=slot.env(),
         data_limit=data_limit,
+        idempotent=idempotent,
     )
 
 
@@ -133,6 +141,7 @@ def status(slot: Slot) -> Command:
         step="container state",
         timeout=30,
         data_limit=DATA_LIMIT,
+        idempotent=True,
     )
 
 
@@ -146,6 +155,7 @@ def logs(slot: Slot, lines: int = 50) -> Command:
         str(lines),
         step=f"{slot.color} container logs",
         timeout=30,
+        idempotent=True,
     )
 
 

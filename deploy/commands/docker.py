@@ -17,7 +17,16 @@ done
 
 
 def pull(image: str, timeout: float) -> Command:
-    return command("docker", "pull", "--quiet", image, step=f"pull {image}", timeout=timeout)
+    """By digest: a second pull finds the same image, or finishes the first one's layers."""
+    return command(
+        "docker",
+        "pull",
+        "--quiet",
+        image,
+        step=f"pull {image}",
+        timeout=timeout,
+        idempotent=True,
+    )
 
 
 def running_images(slot: Slot) -> Command:
@@ -30,4 +39,5 @@ def running_images(slot: Slot) -> Command:
         timeout=30,
         cwd=slot.layout.app_dir,
         env=slot.env(),
+        idempotent=True,
     )

@@ -14,4 +14,10 @@ printf 'mem_kb=%s\n' "$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)"
 
 
 def facts(app_dir: str) -> Command:
-    return data(_FACTS, app_dir, step="check docker, compose, disk and memory", timeout=30)
+    return data(
+        _FACTS,
+        app_dir,
+        step="check docker, compose, disk and memory",
+        timeout=30,
+        idempotent=True,
+    )

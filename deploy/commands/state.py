@@ -141,6 +141,7 @@ def read(layout: Layout, history: int = 10) -> Command:
         str(RELEASES),
         step="read deploy state",
         timeout=30,
+        idempotent=True,
     )
 
 
@@ -164,7 +165,16 @@ def acquire_lock(layout: Layout, token: str, owner_json: str, history: int = 10)
 
 
 def release_lock(layout: Layout, token: str) -> Command:
-    return sh(_RELEASE, layout.state_dir, token, step="release the deploy lock", timeout=30)
+    """Release our own lock. Keyed by our token, so running it again after a drop only
+    finds the lock gone (or someone else's, which it leaves alone)."""
+    return sh(
+        _RELEASE,
+        layout.state_dir,
+        token,
+        step="release the deploy lock",
+        timeout=30,
+        idempotent=True,
+    )
 
 
 def fence(layout: Layout, token: str) -> Command:

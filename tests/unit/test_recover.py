@@ -84,7 +84,12 @@ class ScriptedExecutor:
         self.closed = False
 
     async def run(
-        self, cmd: Command, *, on_line: LineCallback | None = None, check: bool = True
+        self,
+        cmd: Command,
+        *,
+        on_line: LineCallback | None = None,
+        check: bool = True,
+        on_retry: LineCallback | None = None,
     ) -> Result:
         self.ran.append(cmd)
         result = self.script(cmd)
