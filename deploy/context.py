@@ -12,7 +12,7 @@ from deploy.commands.layout import Layout, Slot, layout_for
 from deploy.deployment import Deployment, HostProgress
 from deploy.errors import CANCELLED, Cancelled, HostError, ProbeFailed
 from deploy.events import EVENTS, EventSink, Kind, Redactor, event
-from deploy.executor import Executor, Result, executor_for
+from deploy.executor import Executor, Result, SSHExecutor, executor_for
 from deploy.spec import Color, Environment, HostSpec, Spec
 from deploy.state import ColorRecord
 
@@ -38,9 +38,12 @@ class Context:
         # leaves it, whatever sink or store receives them.
         self.redact = Redactor([self.registry_password] if self.registry_password else [])
         for host in self.env.hosts:
+            progress = self.deployment.hosts.setdefault(host.name, HostProgress(name=host.name))
             if host.name not in self.executors:
-                self.executors[host.name] = executor_for(host, self.env.ssh)
-            self.deployment.hosts.setdefault(host.name, HostProgress(name=host.name))
+                executor = executor_for(host, self.env.ssh)
+                if isinstance(executor, SSHExecutor):  # a later job of this deployment
+                    executor.reached = progress.locked
+                self.executors[host.name] = executor
 
     @property
     def layout(self) -> Layout:

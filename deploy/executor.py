@@ -179,12 +179,16 @@ class SSHExecutor:
         self._conn: asyncssh.SSHClientConnection | None = None
         self._connecting = asyncio.Lock()
         self._channels = asyncio.Semaphore(CHANNELS_PER_CONNECTION)
+        # Retries are for a connection that drops: a host this deployment never reached
+        # is reported at once (`status`, preflight), not after the whole backoff.
+        self.reached = False
 
     async def connect(self) -> asyncssh.SSHClientConnection:
         async with self._connecting:
             if self._conn is not None and not self._conn.is_closed():
                 return self._conn
             self._conn = await self._open()
+            self.reached = True
             return self._conn
 
     async def _open(self) -> asyncssh.SSHClientConnection:
@@ -226,7 +230,7 @@ class SSHExecutor:
             try:
                 return await self._attempt(cmd, on_line, check)
             except ConnectionDropped as exc:
-                delay = retry_delay(cmd, exc, attempt)
+                delay = retry_delay(cmd, exc, attempt) if self.reached else None
                 if delay is None:
                     if attempt == 1:
                         raise

@@ -114,18 +114,23 @@ def test_a_host_that_stays_down_fails_a_read_after_every_attempt_and_a_change_at
     executor, layout = h1_executor(bed)
     change = sh("echo changed > changed.txt", step="change something")
 
-    async def scenario() -> tuple[HostUnreachable, Seen, HostUnreachable, Seen]:
+    never, _ = h1_executor(bed)  # a host this deployment never reached
+
+    async def scenario() -> tuple[HostUnreachable, Seen, HostUnreachable, Seen, Seen]:
         await executor.run(state_commands.read(layout))  # connected, then the host goes
         await asyncio.to_thread(testbed.hosts.host_down, "h1")
-        read_seen, change_seen = Seen(), Seen()
+        read_seen, change_seen, never_seen = Seen(), Seen(), Seen()
         with pytest.raises(HostUnreachable) as read_failed:
             await executor.run(state_commands.read(layout), on_retry=read_seen.notice)
         with pytest.raises(HostUnreachable) as change_failed:
             await executor.run(change, on_retry=change_seen.notice)
+        with pytest.raises(ConnectionDropped):  # reported at once: status, preflight
+            await never.run(state_commands.read(layout), on_retry=never_seen.notice)
         await executor.close()
-        return read_failed.value, read_seen, change_failed.value, change_seen
+        return read_failed.value, read_seen, change_failed.value, change_seen, never_seen
 
-    read_error, read_seen, change_error, change_seen = asyncio.run(scenario())
+    read_error, read_seen, change_error, change_seen, never_seen = asyncio.run(scenario())
+    assert never_seen.notices == []
     assert read_error.reason.startswith("cannot connect to gl-h1@127.0.0.2:2222: ")
     assert "(gave up after 5 attempts in " in read_error.reason
     assert [n.rsplit(": ", 1)[-1] for n in read_seen.notices] == [
@@ -183,7 +188,7 @@ def test_a_host_whose_sshd_stays_down_mid_stage_fails_safe(bed: Bed) -> None:
         r"\(gave up after 5 attempts in [\d.]+ s\)"
     ), run.output
     assert run.has(r"production untouched") and not run.has(r"▶ switch")
-    assert run.has(r"note: h2: lock not released .*greenlight unlock")
+    assert run.has(r"note: h2: lock not released .*greenlight break-lock")
     for result in results:
         assert_served(result)
         assert result.versions["v1.0.1"] == 0
