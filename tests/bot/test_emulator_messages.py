@@ -197,3 +197,35 @@ async def test_commands_round_trip(bot: Bot) -> None:
     ]
     with pytest.raises(TelegramBadRequest, match="BOT_COMMAND_INVALID"):
         await bot.set_my_commands([BotCommand(command="Deploy Now", description="x")])
+
+
+async def test_a_channel_post_by_username_and_a_users_channel_post(bot: Bot, users: Users) -> None:
+    await users.call("chat", id=-1009, type="channel", title="Releases", username="releases")
+    posted = await bot.send_message("@releases", "v1.0.1 is live")
+    assert posted.chat.id == -1009
+    assert posted.sender_chat is not None and posted.sender_chat.id == -1009
+    assert posted.from_user is None
+
+    await users.call("message", chat_id=-1009, text="/status")
+    [update] = await bot.get_updates()
+    assert update.channel_post is not None and update.channel_post.text == "/status"
+
+
+async def test_the_transcript_keeps_edit_history_and_reset_forgets_it(
+    bot: Bot, users: Users
+) -> None:
+    await users.call("message", user=ANN, text="/deploy v1")
+    progress = await bot.send_message(ANN["id"], "backup…")
+    await bot.edit_message_text("stage…", chat_id=ANN["id"], message_id=progress.message_id)
+    await bot.edit_message_text("done ✅", chat_id=ANN["id"], message_id=progress.message_id)
+
+    texts = [
+        (m["text"], m["edits"], m["history"])
+        for m in (await users.transcript(ANN["id"]))["messages"]
+    ]  # type: ignore[attr-defined]
+    assert texts == [("/deploy v1", 0, []), ("done ✅", 2, ["backup…", "stage…"])]
+    assert (await users.call("counters"))["edited"] == 2  # type: ignore[index]
+
+    await users.call("reset")
+    assert "chat not found" in await users.refused("transcript", chat_id=ANN["id"])
+    assert await bot.get_updates() == []
