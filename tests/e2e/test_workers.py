@@ -210,8 +210,8 @@ def test_ctrl_c_while_following_rolls_back_a_switched_release(
 
 @pytest.mark.parametrize(
     ("step", "window"),
-    [("stage .*starting green", 1), ("≈ interval 2", 30)],
-    ids=["stage", "window"],
+    [("stage .*starting green", 1), ("verify +▶ ", 1), ("switch +▶ ", 1), ("≈ interval 2", 30)],
+    ids=["stage", "verify", "switch", "window"],
 )
 def test_a_worker_killed_mid_deployment_is_noticed_and_production_recovered(
     bed: Bed, workers: tuple[Path, redis.Redis], step: str, window: float
