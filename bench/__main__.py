@@ -6,7 +6,16 @@ import asyncio
 import sys
 import time
 
-from bench import detection, overhead, rollback_time, scale, switch, volume, workers
+from bench import (
+    detection,
+    four_at_once,
+    overhead,
+    rollback_time,
+    scale,
+    switch,
+    volume,
+    workers,
+)
 from bench.common import Report
 
 BENCHES = {
@@ -17,6 +26,7 @@ BENCHES = {
     "scale": scale.run,
     "volume": volume.run,
     "workers": workers.run,
+    "four": four_at_once.run,
 }
 
 

@@ -24,8 +24,8 @@ REDIS_URL = "redis://127.0.0.1:6379/3"
 RUNS = 3
 
 
-def start_worker(config: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, REDIS_URL=REDIS_URL, GREENLIGHT_CONFIG=str(config))
+def start_worker(config: Path, redis_url: str = REDIS_URL) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, REDIS_URL=redis_url, GREENLIGHT_CONFIG=str(config))
     return subprocess.Popen(
         [sys.executable, "-m", "greenlight", "worker"],
         env=env,
