@@ -8,6 +8,7 @@ import time
 
 from bench import (
     detection,
+    four_at_once,
     overhead,
     recovery,
     rollback_time,
@@ -27,6 +28,7 @@ BENCHES = {
     "volume": volume.run,
     "workers": workers.run,
     "recovery": recovery.run,
+    "four": four_at_once.run,
 }
 
 

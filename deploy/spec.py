@@ -232,6 +232,10 @@ class Settings(_Model):
 
     app_dir: str = "app"
     compose_file: str = "compose.yml"
+    # The colours run as compose projects `<project>-blue` and `<project>-green`; the
+    # default is the app's name. Two environments of one app on the same hosts each
+    # need their own (`shop-staging`).
+    project: Annotated[str, Field(pattern=_NAME)] | None = None
     service: Annotated[str, Field(pattern=_NAME)] = "web"
     ports: Ports = Ports()
     version_header: Annotated[str, Field(pattern=_HEADER.pattern)] = "X-App-Version"
@@ -323,6 +327,17 @@ class Spec(_Model):
                         f"environments.{name}.allow_local: true to allow it"
                     )
         return self
+
+    @model_validator(mode="after")
+    def _environments_apart(self) -> Spec:
+        problem = _sharing_problem([(self, env) for env in self.environments.values()])
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    def project_prefix(self, env: Environment) -> str:
+        """The environment's compose projects are `<prefix>-blue` and `<prefix>-green`."""
+        return env.project or self.app
 
     def environment(self, name: str | None) -> Environment:
         """The named environment, or the default one; SpecError names the choices."""
@@ -452,27 +467,40 @@ def load_specs(path: str | os.PathLike[str] | None = None) -> dict[str, Spec]:
 
 def check_apart(specs: dict[str, Spec]) -> None:
     """Two deployments that share a host must not share what is theirs on it."""
-    seen: dict[tuple[str, int], list[tuple[str, Environment]]] = {}
-    for spec in specs.values():
-        for env in spec.environments.values():
-            for host in env.hosts:
-                seen.setdefault((host.address, host.port), []).append((spec.app, env))
-    for (address, _), users in seen.items():
-        for i, (app_a, a) in enumerate(users):
-            for app_b, b in users[i + 1 :]:
-                who = f"{app_a}/{a.name} and {app_b}/{b.name} on {address}"
-                if app_a == app_b:
-                    raise SpecError(
-                        f"{who}: two environments of one app cannot share a host "
-                        f"(their compose projects would be the same, {app_a}-blue)"
-                    )
+    problem = _sharing_problem(
+        [(spec, env) for spec in specs.values() for env in spec.environments.values()]
+    )
+    if problem:
+        raise SpecError(problem)
+
+
+def _sharing_problem(deployments: list[tuple[Spec, Environment]]) -> str | None:
+    """What two of these (app, environment) pairs that share a host would both use there:
+    the app directory, the upstream file, a port or the compose project prefix."""
+    seen: dict[tuple[str, int], list[tuple[Spec, Environment]]] = {}
+    for spec, env in deployments:
+        for host in env.hosts:
+            seen.setdefault((host.address, host.port), []).append((spec, env))
+    for (address, port), users in seen.items():
+        for i, (spec_a, a) in enumerate(users):
+            for spec_b, b in users[i + 1 :]:
+                if (spec_a.app, a.name) == (spec_b.app, b.name):
+                    return f"{spec_a.app}/{a.name} lists {address}:{port} twice"
+                shared = []
                 if a.app_dir == b.app_dir:
-                    raise SpecError(f"{who} both use app_dir {a.app_dir!r}")
+                    shared.append(f"app_dir {a.app_dir!r}")
                 if a.proxy.upstream_file == b.proxy.upstream_file:
-                    raise SpecError(f"{who} both use upstream_file {a.proxy.upstream_file!r}")
-                shared = {a.ports.blue, a.ports.green} & {b.ports.blue, b.ports.green}
+                    shared.append(f"upstream_file {a.proxy.upstream_file!r}")
+                ports = {a.ports.blue, a.ports.green} & {b.ports.blue, b.ports.green}
+                if ports:
+                    shared.append(f"port {min(ports)}")
+                prefix = spec_a.project_prefix(a)
+                if prefix == spec_b.project_prefix(b):
+                    shared.append(f"compose project prefix {prefix!r} (set `project:` in one)")
                 if shared:
-                    raise SpecError(f"{who} both use port {min(shared)}")
+                    who = f"{spec_a.app}/{a.name} and {spec_b.app}/{b.name} on {address}"
+                    return f"{who} both use {', '.join(shared)}"
+    return None
 
 
 def choose_app(specs: dict[str, Spec], app: str | None) -> Spec:

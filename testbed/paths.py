@@ -33,7 +33,72 @@ PORTS = {"blue": 8001, "green": 8002}
 LEDGER = "ledger"
 LEDGER_PORTS = {"blue": 8011, "green": 8012}
 LEDGER_PROXY_PORT = 8081
-LEDGER_PUBLIC_URL = f"http://{PUBLIC_ADDR}:{LEDGER_PROXY_PORT}"
+STAGING = "staging"
+
+
+@dataclass(frozen=True)
+class Site:
+    """One environment of one app, served by every host: its app dir (under the host
+    user's home), colour ports, upstream file (under `nginx/`), proxy port (on each host
+    and on the load balancer) and compose project prefix."""
+
+    app: str
+    env: str
+    dir_name: str
+    ports: dict[str, int]
+    upstream_name: str
+    proxy_port: int
+    # nginx's name for the upstream block (one per site in a proxy's config)
+    block: str
+
+    @property
+    def public_url(self) -> str:
+        return f"http://{PUBLIC_ADDR}:{self.proxy_port}"
+
+    @property
+    def project(self) -> str:
+        """The compose project prefix: the app's name in production, `<app>-<env>` else."""
+        return self.app if self.env == "production" else f"{self.app}-{self.env}"
+
+
+# production keeps the bed's first ports, dirs and upstream files; each app's staging
+# environment runs beside it on the same hosts with its own of each.
+SITES = (
+    Site(APP_NAME, "production", "app", PORTS, "upstream.conf", PROXY_PORT, "app"),
+    Site(
+        LEDGER,
+        "production",
+        LEDGER,
+        LEDGER_PORTS,
+        "ledger-upstream.conf",
+        LEDGER_PROXY_PORT,
+        "ledger",
+    ),
+    Site(
+        APP_NAME,
+        STAGING,
+        "app-staging",
+        {"blue": 8021, "green": 8022},
+        "staging-upstream.conf",
+        8082,
+        "app_staging",
+    ),
+    Site(
+        LEDGER,
+        STAGING,
+        "ledger-staging",
+        {"blue": 8031, "green": 8032},
+        "ledger-staging-upstream.conf",
+        8083,
+        "ledger_staging",
+    ),
+)
+
+
+def site(app: str = APP_NAME, env: str = "production") -> Site:
+    """The app's environment among SITES."""
+    return next(s for s in SITES if (s.app, s.env) == (app, env))
+
 
 # dockerd exec roots hold containerd's unix socket: keep them short (108-byte sun_path limit).
 EXEC_ROOT = Path("/run/gltb")
@@ -147,17 +212,14 @@ class Host:
     def upstream_file(self) -> Path:
         return self.nginx_prefix / "upstream.conf"
 
-    @property
-    def ledger_dir(self) -> Path:
-        return self.home / LEDGER
+    def site_dir(self, site: Site) -> Path:
+        return self.home / site.dir_name
 
-    @property
-    def ledger_upstream_file(self) -> Path:
-        return self.nginx_prefix / "ledger-upstream.conf"
+    def site_upstream(self, site: Site) -> Path:
+        return self.nginx_prefix / site.upstream_name
 
-    @property
-    def ledger_proxy_url(self) -> str:
-        return f"http://{self.address}:{LEDGER_PROXY_PORT}"
+    def site_proxy_url(self, site: Site) -> str:
+        return f"http://{self.address}:{site.proxy_port}"
 
     @property
     def nginx_pid(self) -> Path:

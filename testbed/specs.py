@@ -20,8 +20,17 @@ def base(app: str | None = None) -> dict[str, Any]:
     return dict(yaml.safe_load(source.read_text()))
 
 
-def variant(hosts: tuple[str, ...], out: Path, app: str | None = None, **overrides: Any) -> Path:
-    """A spec for some of the bed's hosts, with top-level sections merged with `overrides`.
+def variant(
+    hosts: tuple[str, ...],
+    out: Path,
+    app: str | None = None,
+    envs: tuple[str, ...] = ("production",),
+    **overrides: Any,
+) -> Path:
+    """A spec whose environments `envs` (production by default; `staging`, or both) run
+    on some of the bed's hosts, with top-level sections merged with `overrides` (a
+    section an environment sets itself, as staging does its app_dir, ports and proxy,
+    stays the environment's). Other environments are left as generated.
 
     The public URL is the load balancer only when every host of the bed is in the
     environment; otherwise the first host's own proxy stands in for it (the balancer
@@ -30,12 +39,14 @@ def variant(hosts: tuple[str, ...], out: Path, app: str | None = None, **overrid
     import yaml
 
     doc = json.loads(json.dumps(base(app)))
-    env = doc["environments"]["production"]
-    everyone = {h["name"]: h for h in env["hosts"]}
-    env["hosts"] = [everyone[name] for name in hosts]
-    env["ssh"] = {"key": str(paths.client_key()), "known_hosts": str(paths.known_hosts())}
-    if len(hosts) != len(everyone):
-        env["public_url"] = env["hosts"][0]["proxy_url"]
+    for env in doc["environments"].values():  # the spec is written elsewhere
+        env["ssh"] = {"key": str(paths.client_key()), "known_hosts": str(paths.known_hosts())}
+    for name in envs:
+        env = doc["environments"][name]
+        everyone = {h["name"]: h for h in env["hosts"]}
+        env["hosts"] = [everyone[host] for host in hosts]
+        if len(hosts) != len(everyone):
+            env["public_url"] = env["hosts"][0]["proxy_url"]
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(doc.get(key), dict):
             doc[key] = {**doc[key], **value}
@@ -45,6 +56,7 @@ def variant(hosts: tuple[str, ...], out: Path, app: str | None = None, **overrid
     return out
 
 
-def proxy_url(name: str) -> str:
-    host = next(h for h in base()["environments"]["production"]["hosts"] if h["name"] == name)
+def proxy_url(name: str, app: str | None = None, env: str = "production") -> str:
+    """Host `name`'s own proxy for the app's environment."""
+    host = next(h for h in base(app)["environments"][env]["hosts"] if h["name"] == name)
     return str(host["proxy_url"])

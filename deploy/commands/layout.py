@@ -14,7 +14,8 @@ from deploy.spec import Color, Environment, HostSpec, Spec
 
 @dataclass(frozen=True)
 class Layout:
-    app: str
+    # The colours' compose projects are `<project_prefix>-<color>`.
+    project_prefix: str
     app_dir: str
     compose_file: str
     upstream_file: str
@@ -25,12 +26,12 @@ class Layout:
         return f"{self.app_dir}/.greenlight"
 
     def project(self, color: Color) -> str:
-        return f"{self.app}-{color}"
+        return f"{self.project_prefix}-{color}"
 
 
 def layout_for(spec: Spec, env: Environment) -> Layout:
     return Layout(
-        app=spec.app,
+        project_prefix=spec.project_prefix(env),
         app_dir=env.app_dir,
         compose_file=env.compose_file,
         upstream_file=env.proxy.upstream_file,

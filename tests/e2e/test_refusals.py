@@ -26,7 +26,9 @@ def test_unknown_tag_and_unknown_environment_are_refused(bed: Bed) -> None:
     missing = bed.greenlight("deploy", "v9.9.9", config=spec)
     assert missing.code == 2 and missing.has(r"sample:v9.9.9 does not exist in the registry")
     unknown = bed.greenlight("deploy", "v1.0.0", "--env", "moon", config=spec)
-    assert unknown.code == 2 and unknown.has(r"unknown environment 'moon' \(known: production\)")
+    assert unknown.code == 2 and unknown.has(
+        r"unknown environment 'moon' \(known: production, staging\)"
+    )
 
 
 def test_invalid_spec_names_the_key(bed: Bed) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 import yaml
 
+from deploy.commands.layout import layout_for
 from deploy.spec import SpecError, choose_app, load_spec, load_specs, parse_spec, repository
 
 
@@ -56,6 +57,7 @@ def test_environment_overrides_a_top_level_section() -> None:
     doc = minimal(stability={"duration": 300, "interval": 10})
     doc["environments"]["staging"] = {
         **doc["environments"]["production"],
+        "hosts": [{"name": "web2", "address": "10.0.0.6"}],
         "stability": {"duration": 30, "interval": 1},
     }
     spec = parse_spec(doc)
@@ -173,15 +175,17 @@ def write_app(folder: Path, name: str, **settings: Any) -> None:
     (folder / f"{name}.yml").write_text(yaml.safe_dump(doc))
 
 
+# Everything of its own a second app needs beside `shop` on the same host.
+LEDGER_APART = {
+    "app_dir": "ledger",
+    "ports": {"blue": 8011, "green": 8012},
+    "proxy": {"upstream_file": "nginx/ledger.conf"},
+}
+
+
 def test_a_directory_holds_one_spec_per_app(tmp_path: Path) -> None:
     write_app(tmp_path, "shop")
-    write_app(
-        tmp_path,
-        "ledger",
-        app_dir="ledger",
-        ports={"blue": 8011, "green": 8012},
-        proxy={"upstream_file": "nginx/ledger.conf"},
-    )
+    write_app(tmp_path, "ledger", **LEDGER_APART)
     (tmp_path / "notes.txt").write_text("not a spec")
     specs = load_specs(tmp_path)
     assert sorted(specs) == ["ledger", "shop"]
@@ -218,3 +222,81 @@ def test_the_same_app_twice_is_refused_naming_both_files(tmp_path: Path) -> None
         SpecError, match=r"shop.yml: app 'shop' is already defined in shop-copy.yml"
     ):
         load_specs(tmp_path)
+
+
+STAGING_APART = {
+    "app_dir": "app-staging",
+    "ports": {"blue": 8021, "green": 8022},
+    "proxy": {"upstream_file": "nginx/staging-upstream.conf"},
+    "project": "shop-staging",
+}
+
+
+def with_staging(**staging: Any) -> dict[str, Any]:
+    """Production and a staging environment on the same host."""
+    doc = minimal()
+    doc["environments"]["staging"] = {
+        **doc["environments"]["production"],
+        "public_url": "https://staging.shop.example.com",
+        **staging,
+    }
+    return doc
+
+
+def test_two_environments_of_one_app_share_a_host_with_their_own_project() -> None:
+    spec = parse_spec(with_staging(**STAGING_APART))
+    production = layout_for(spec, spec.environment("production"))
+    staging = layout_for(spec, spec.environment("staging"))
+    assert (production.project("blue"), production.project("green")) == ("shop-blue", "shop-green")
+    assert staging.project("blue") == "shop-staging-blue"
+    assert staging.app_dir == "app-staging"
+
+
+@pytest.mark.parametrize(
+    ("same", "clash"),
+    [
+        ("app_dir", "app_dir 'app'"),
+        ("proxy", "upstream_file 'nginx/upstream.conf'"),
+        ("ports", "port 8001"),
+        ("project", r"compose project prefix 'shop' \(set `project:` in one\)"),
+    ],
+)
+def test_two_environments_of_one_app_that_would_collide_on_a_host_are_refused(
+    same: str, clash: str
+) -> None:
+    staging = {k: v for k, v in STAGING_APART.items() if k != same}
+    with pytest.raises(
+        SpecError, match=rf"^shop/production and shop/staging on 10.0.0.5 both use {clash}$"
+    ):
+        parse_spec(with_staging(**staging))
+
+
+def test_a_collision_names_everything_both_environments_would_share() -> None:
+    message = error_of(with_staging())
+    assert message == (
+        "shop/production and shop/staging on 10.0.0.5 both use app_dir 'app', "
+        "upstream_file 'nginx/upstream.conf', port 8001, "
+        "compose project prefix 'shop' (set `project:` in one)"
+    )
+
+
+def test_a_project_prefix_is_a_name() -> None:
+    message = error_of(with_staging(**{**STAGING_APART, "project": "Shop Staging"}))
+    assert message.startswith("environments.staging.project: String should match pattern")
+
+
+def test_apps_whose_project_prefixes_collide_on_a_host_are_refused(tmp_path: Path) -> None:
+    write_app(tmp_path, "shop")
+    write_app(tmp_path, "ledger", **LEDGER_APART, project="shop")
+    with pytest.raises(
+        SpecError,
+        match=r"^ledger/production and shop/production on 10.0.0.5 both use "
+        r"compose project prefix 'shop'",
+    ):
+        load_specs(tmp_path)
+
+
+def test_one_environment_naming_a_host_twice_is_refused() -> None:
+    doc = minimal()
+    doc["environments"]["production"]["hosts"].append({"name": "web2", "address": "10.0.0.5"})
+    assert error_of(doc) == "shop/production lists 10.0.0.5:22 twice"
