@@ -56,6 +56,8 @@ async def advance(connection: redis.Redis, deployment_id: str) -> None:
     record = store.load(deployment_id)
     if record is None or record.final or record.deployment is None:
         return  # a job for a deployment that ended (or never was): nothing to do
+    if record.state in ("awaiting_approval", "awaiting_promotion"):
+        return  # only an approval or a promote (which move the record on) continues it
     ctx = engine_context(connection, record, cancel_flag(connection, deployment_id))
     holder = lease_holder(record)
     lease = Lease(connection, record.app, record.env)

@@ -1,5 +1,6 @@
 """Which deployments the sweeper hands to recovery: a started job whose heartbeat lapsed,
-never a slow but beating one, never one waiting in the queue; and only once."""
+never a slow but beating one, never one waiting in the queue; and only once. And a
+phase job never moves on a deployment held for promotion."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from jobs import sweeper
 from jobs.lease import Lease
 from jobs.queue import enqueue_phase, job_id, queue
 from jobs.records import DeploymentRecord, RecordStore
-from jobs.work import lease_holder
+from jobs.work import advance, lease_holder
 
 ID = "production-v1.0.1-20261129_060000"
 
@@ -72,3 +73,13 @@ def test_a_slow_deployment_that_keeps_beating_is_never_stalled(
     assert asyncio.run(long_phase()) == []
     time.sleep(0.3)  # the phase's process is gone: its heartbeat lapses
     assert [rec.id for rec, _ in sweeper.stalled(r)] == [ID]
+
+
+def test_a_stray_phase_job_never_moves_a_held_deployment_on(r: redis.Redis) -> None:
+    """Only `promote` (or an abort) continues a deployment held for promotion: a phase
+    job that turns up anyway (a retried or duplicated one) leaves it as it is."""
+    running(r, JobStatus.FINISHED)
+    RecordStore(r).advance(ID, "awaiting_promotion", phase="switch")
+    asyncio.run(advance(r, ID))
+    record = RecordStore(r).load(ID)
+    assert record is not None and (record.state, record.phase) == ("awaiting_promotion", "switch")
