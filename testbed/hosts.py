@@ -357,6 +357,17 @@ def reload_sshd(host: Host) -> None:
         log(f"{host.name}: sshd reloaded (config changed)")
 
 
+def _connection_pids(address: str) -> list[int]:
+    """Processes holding an established connection on address:SSH_PORT (`ss -p`)."""
+    shown = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{paths.SSH_PORT} )", "src", address],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return [int(pid) for pid in re.findall(r"pid=(\d+)", shown)]
+
+
 def _session_pids(user: str) -> list[int]:
     """sshd processes serving this user's connections (`sshd: gl-h1 [priv]`, `...@notty`)."""
     pattern = re.compile(rf"^sshd: {re.escape(user)}(?:[\s@\[]|$)")
@@ -386,6 +397,13 @@ def stop_sshd(host: Host) -> bool:
         kill(pid, signal.SIGKILL)
     if master:
         stop_pid(master, timeout=5)
+    # A connection the listener accepted while it was stopping has a session the first
+    # sweep did not see (not yet named after the user): with the listener gone, kill
+    # whatever still holds a connection to the host's SSH port.
+    late = (set(_session_pids(host.user)) | set(_connection_pids(host.address))) - sessions
+    for pid in late:
+        kill(pid, signal.SIGKILL)
+    sessions |= late
     wait_for(lambda: not any(pid_alive(p) for p in sessions), 5, reap_children=True)
     wait_for(lambda: not tcp_open(host.address, paths.SSH_PORT), 5)
     host.sshd_pid.unlink(missing_ok=True)
