@@ -1,0 +1,209 @@
+"""The commands and the approval buttons. Each handler parses, calls the jobs API and
+sends what `render` wrote; who may call it is the `role` flag, checked by `Access`."""
+
+from __future__ import annotations
+
+import redis
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.types import CallbackQuery, Message
+
+from bot import render
+from bot.access import MEMBER
+from bot.arguments import Arguments, BadArguments, parse
+from bot.buttons import Card, Cards, Decide, Decision, decision_buttons
+from bot.settings import BotSettings, Role
+from deploy.spec import Spec, SpecError, choose_app
+from jobs import api
+from jobs.records import RecordStore
+from jobs.streams import AuditEntry, audit
+
+
+async def _arguments(
+    message: Message, command: CommandObject, specs: dict[str, Spec], redis: redis.Redis, who: str
+) -> Arguments | None:
+    """The parsed arguments, or None after telling the person (and the audit) why not."""
+    try:
+        return parse(command.command, command.args, specs)
+    except BadArguments as exc:
+        audit(
+            redis,
+            AuditEntry(
+                who=who,
+                action=command.command,
+                target=f"chat:{message.chat.id}",
+                result="refused",
+                reason=str(exc),
+            ),
+        )
+        await message.answer(render.bad_arguments(command.command, str(exc)))
+        return None
+
+
+async def whoami(message: Message, settings: BotSettings) -> None:
+    if message.from_user is not None:
+        user = message.from_user
+        await message.answer(render.whoami(user, settings.roles_of(user.id)))
+
+
+async def help_(message: Message) -> None:
+    await message.answer(render.help_text())
+
+
+async def envs(message: Message, redis: redis.Redis, specs: dict[str, Spec]) -> None:
+    await message.answer(render.targets(api.targets(redis, specs)))
+
+
+async def history(
+    message: Message, command: CommandObject, redis: redis.Redis, specs: dict[str, Spec], who: str
+) -> None:
+    args = await _arguments(message, command, specs, redis, who)
+    if args is not None:
+        try:
+            records = api.history(redis, specs, app=args.app, env=args.env, last=args.count)
+        except SpecError as exc:  # no default environment and none named
+            await message.answer(render.refused(str(exc)))
+            return
+        await message.answer(render.history(_where(specs, args), records))
+
+
+async def deploy(
+    message: Message,
+    command: CommandObject,
+    redis: redis.Redis,
+    specs: dict[str, Spec],
+    cards: Cards,
+    who: str,
+) -> None:
+    args = await _arguments(message, command, specs, redis, who)
+    if args is None or args.version is None or message.from_user is None:
+        return
+    answer = api.request_deployment(
+        redis, specs, app=args.app, env=args.env, version=args.version, who=who
+    )
+    record = RecordStore(redis).load(answer.deployment) if answer.deployment else None
+    if record is not None and answer.state == "awaiting_approval":
+        requester = render.person(message.from_user)
+        handle = cards.create(Card(deployment=record.id, requester=requester))
+        await message.answer(
+            render.request_card(record, requester), reply_markup=decision_buttons(handle)
+        )
+    elif answer.accepted and answer.deployment:
+        await message.answer(render.queued("deploy", answer.deployment))
+    else:
+        await message.answer(render.refused(answer.reason))
+
+
+async def rollback(
+    message: Message, command: CommandObject, redis: redis.Redis, specs: dict[str, Spec], who: str
+) -> None:
+    args = await _arguments(message, command, specs, redis, who)
+    if args is not None:
+        answer = api.rollback(redis, specs, app=args.app, env=args.env, who=who, to=args.version)
+        await message.answer(render.answer("rollback", answer))
+
+
+async def cancel(
+    message: Message, command: CommandObject, redis: redis.Redis, specs: dict[str, Spec], who: str
+) -> None:
+    args = await _arguments(message, command, specs, redis, who)
+    if args is not None:
+        answer = api.cancel(redis, specs, app=args.app, env=args.env, who=who)
+        await message.answer(render.answer("cancel", answer))
+
+
+async def promote(
+    message: Message, command: CommandObject, redis: redis.Redis, specs: dict[str, Spec], who: str
+) -> None:
+    args = await _arguments(message, command, specs, redis, who)
+    if args is not None:
+        answer = api.promote(redis, specs, app=args.app, env=args.env, who=who)
+        await message.answer(render.answer("promote", answer))
+
+
+async def lock(
+    message: Message, command: CommandObject, redis: redis.Redis, specs: dict[str, Spec], who: str
+) -> None:
+    args = await _arguments(message, command, specs, redis, who)
+    if args is not None:
+        answer = api.lock(redis, specs, app=args.app, env=args.env, who=who, reason=args.reason)
+        await message.answer(render.answer("locked", answer, _where(specs, args)))
+
+
+async def unlock(
+    message: Message, command: CommandObject, redis: redis.Redis, specs: dict[str, Spec], who: str
+) -> None:
+    args = await _arguments(message, command, specs, redis, who)
+    if args is not None:
+        # Only admins unlock, so lifting another admin's lock is allowed; the audit says so.
+        answer = api.unlock(redis, specs, app=args.app, env=args.env, who=who, force=True)
+        await message.answer(render.answer("unlocked", answer, _where(specs, args)))
+
+
+async def decide(
+    query: CallbackQuery, callback_data: Decide, redis: redis.Redis, cards: Cards, who: str
+) -> None:
+    card = cards.load(callback_data.request)
+    if card is None:
+        await _unknown_button(query, redis, who)
+        return
+    if callback_data.action == Decision.approve:
+        answer = api.approve(redis, card.deployment, who)
+    else:
+        answer = api.reject(redis, card.deployment, who)
+    if not answer.accepted:
+        await query.answer(answer.reason[:200], show_alert=True)
+        return
+    record = RecordStore(redis).load(card.deployment)
+    if record is not None and query.message is not None and isinstance(query.message, Message):
+        decision = render.decided(callback_data.action, query.from_user)
+        # Without reply_markup the edit drops the buttons: the card is decided.
+        await query.message.edit_text(render.request_card(record, card.requester, decision))
+    await query.answer(
+        "Approved: queued." if callback_data.action == Decision.approve else "Rejected."
+    )
+
+
+async def unknown_button(query: CallbackQuery, redis: redis.Redis, who: str) -> None:
+    await _unknown_button(query, redis, who)
+
+
+async def _unknown_button(query: CallbackQuery, redis: redis.Redis, who: str) -> None:
+    audit(
+        redis,
+        AuditEntry(
+            who=who,
+            action="press",
+            target=f"button:{(query.data or '')[:64]}",
+            result="refused",
+            reason="not a button Greenlight sent, or one it has forgotten",
+        ),
+    )
+    await query.answer(render.unknown_button(), show_alert=True)
+
+
+def _where(specs: dict[str, Spec], args: Arguments) -> str:
+    """app/env as the API resolved it; only asked after the API accepted the names."""
+    try:
+        spec = choose_app(specs, args.app)
+        return f"{spec.app}/{spec.environment(args.env).name}"
+    except SpecError:
+        return "?"
+
+
+def build_router() -> Router:
+    """The handlers, on a fresh router: each Dispatcher gets its own."""
+    router = Router(name="greenlight")
+    router.message.register(whoami, Command("whoami"))
+    router.message.register(help_, Command("help", "start"), flags={"role": MEMBER})
+    router.message.register(envs, Command("envs"), flags={"role": MEMBER})
+    router.message.register(history, Command("history"), flags={"role": MEMBER})
+    router.message.register(deploy, Command("deploy"), flags={"role": Role.deployer})
+    router.message.register(rollback, Command("rollback"), flags={"role": Role.deployer})
+    router.message.register(cancel, Command("cancel"), flags={"role": Role.deployer})
+    router.message.register(promote, Command("promote"), flags={"role": Role.approver})
+    router.message.register(lock, Command("lock"), flags={"role": Role.admin})
+    router.message.register(unlock, Command("unlock"), flags={"role": Role.admin})
+    router.callback_query.register(decide, Decide.filter(), flags={"role": Role.approver})
+    router.callback_query.register(unknown_button, F.data, flags={"role": Role.approver})
+    return router
