@@ -3,6 +3,8 @@ sends what `render` wrote; who may call it is the `role` flag, checked by `Acces
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import redis
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject
@@ -94,50 +96,38 @@ async def deploy(
         await message.answer(render.refused(answer.reason))
 
 
-async def rollback(
+# The commands that steer one (app, environment): the jobs API call each makes.
+Steer = Callable[[redis.Redis, dict[str, Spec], Arguments, str], api.Answer]
+STEERING: dict[str, tuple[Role, Steer]] = {
+    "rollback": (
+        Role.deployer,
+        lambda r, s, a, who: api.rollback(r, s, app=a.app, env=a.env, who=who, to=a.version),
+    ),
+    "cancel": (Role.deployer, lambda r, s, a, who: api.cancel(r, s, app=a.app, env=a.env, who=who)),
+    "promote": (
+        Role.approver,
+        lambda r, s, a, who: api.promote(r, s, app=a.app, env=a.env, who=who),
+    ),
+    "lock": (
+        Role.admin,
+        lambda r, s, a, who: api.lock(r, s, app=a.app, env=a.env, who=who, reason=a.reason),
+    ),
+    # Only admins unlock, so lifting another admin's lock is allowed; the audit says so.
+    "unlock": (
+        Role.admin,
+        lambda r, s, a, who: api.unlock(r, s, app=a.app, env=a.env, who=who, force=True),
+    ),
+}
+
+
+async def steer(
     message: Message, command: CommandObject, redis: redis.Redis, specs: dict[str, Spec], who: str
 ) -> None:
     args = await _arguments(message, command, specs, redis, who)
     if args is not None:
-        answer = api.rollback(redis, specs, app=args.app, env=args.env, who=who, to=args.version)
-        await message.answer(render.answer("rollback", answer))
-
-
-async def cancel(
-    message: Message, command: CommandObject, redis: redis.Redis, specs: dict[str, Spec], who: str
-) -> None:
-    args = await _arguments(message, command, specs, redis, who)
-    if args is not None:
-        answer = api.cancel(redis, specs, app=args.app, env=args.env, who=who)
-        await message.answer(render.answer("cancel", answer))
-
-
-async def promote(
-    message: Message, command: CommandObject, redis: redis.Redis, specs: dict[str, Spec], who: str
-) -> None:
-    args = await _arguments(message, command, specs, redis, who)
-    if args is not None:
-        answer = api.promote(redis, specs, app=args.app, env=args.env, who=who)
-        await message.answer(render.answer("promote", answer))
-
-
-async def lock(
-    message: Message, command: CommandObject, redis: redis.Redis, specs: dict[str, Spec], who: str
-) -> None:
-    args = await _arguments(message, command, specs, redis, who)
-    if args is not None:
-        answer = api.lock(redis, specs, app=args.app, env=args.env, who=who, reason=args.reason)
-        await message.answer(render.answer("locked", answer, _where(specs, args)))
-
-
-async def unlock(
-    message: Message, command: CommandObject, redis: redis.Redis, specs: dict[str, Spec], who: str
-) -> None:
-    args = await _arguments(message, command, specs, redis, who)
-    if args is not None:
-        # Only admins unlock, so lifting another admin's lock is allowed; the audit says so.
-        answer = api.unlock(redis, specs, app=args.app, env=args.env, who=who, force=True)
-        await message.answer(render.answer("unlocked", answer, _where(specs, args)))
+        _, call = STEERING[command.command]
+        answer = call(redis, specs, args, who)
+        await message.answer(render.answer(command.command, answer, _where(specs, args)))
 
 
 async def decide(
@@ -199,11 +189,8 @@ def build_router() -> Router:
     router.message.register(envs, Command("envs"), flags={"role": MEMBER})
     router.message.register(history, Command("history"), flags={"role": MEMBER})
     router.message.register(deploy, Command("deploy"), flags={"role": Role.deployer})
-    router.message.register(rollback, Command("rollback"), flags={"role": Role.deployer})
-    router.message.register(cancel, Command("cancel"), flags={"role": Role.deployer})
-    router.message.register(promote, Command("promote"), flags={"role": Role.approver})
-    router.message.register(lock, Command("lock"), flags={"role": Role.admin})
-    router.message.register(unlock, Command("unlock"), flags={"role": Role.admin})
+    for name, (role, _) in STEERING.items():
+        router.message.register(steer, Command(name), flags={"role": role})
     router.callback_query.register(decide, Decide.filter(), flags={"role": Role.approver})
     router.callback_query.register(unknown_button, F.data, flags={"role": Role.approver})
     return router

@@ -68,10 +68,14 @@ def refused(reason: str) -> str:
     return f"⛔ {escape(reason)}"
 
 
-def answer(action: str, answer: Answer, where: str = "") -> str:
+DONE = {"lock": "locked", "unlock": "unlocked"}
+
+
+def answer(action: str, answer: Answer, where: str) -> str:
     """The reply to a command the jobs API accepted or refused."""
     if not answer.accepted:
         return refused(answer.reason)
+    action = DONE.get(action, action)
     subject = f"<code>{escape(answer.deployment)}</code>" if answer.deployment else escape(where)
     state = f" {escape(WORDS[answer.state])}" if answer.state else ""
     return f"✅ {escape(action)}: {subject}{state}."

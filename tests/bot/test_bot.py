@@ -15,6 +15,7 @@ import redis
 from bot.app import build_bot, build_dispatcher
 from bot.buttons import Decide, Decision
 from bot.emulator import Emulator
+from bot.render import COMMANDS
 from bot.settings import BotSettings
 from jobs.queue import job_id, queue
 from jobs.records import RecordStore
@@ -66,6 +67,8 @@ async def people(
         return bool(await client.get_my_commands())
 
     await until(started, "the bot to register its commands")
+    menu = [c.command for c in await client.get_my_commands()]
+    assert menu == [*COMMANDS]
     chats = People(users)
     yield chats
     await dispatcher.stop_polling()
