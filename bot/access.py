@@ -4,6 +4,7 @@ is answered where answering is appropriate, and is audited."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -53,7 +54,8 @@ class Access(BaseMiddleware):
         else:
             data["who"] = who(user)
             return await handler(event, data)
-        audit(
+        await asyncio.to_thread(
+            audit,
             self.redis,
             AuditEntry(
                 who=who(user),

@@ -1,12 +1,20 @@
 """The commands and the approval buttons. Each handler parses, calls the jobs API and
-sends what `render` wrote; who may call it is the `role` flag, checked by `Access`."""
+sends what `render` wrote; who may call it is the `role` flag, checked by `Access`.
+
+The jobs API and Redis are synchronous, and a Redis restart makes a call retry for up
+to about 30 s: each call runs in a thread (`asyncio.to_thread`), so the bot goes on
+answering everyone else meanwhile.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 
 import redis
 from aiogram import F, Router
+from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
 
@@ -28,7 +36,8 @@ async def _arguments(
     try:
         return parse(command.command, command.args, specs)
     except BadArguments as exc:
-        audit(
+        await asyncio.to_thread(
+            audit,
             redis,
             AuditEntry(
                 who=who,
@@ -53,7 +62,7 @@ async def help_(message: Message) -> None:
 
 
 async def envs(message: Message, redis: redis.Redis, specs: dict[str, Spec]) -> None:
-    await message.answer(render.targets(api.targets(redis, specs)))
+    await message.answer(render.targets(await asyncio.to_thread(api.targets, redis, specs)))
 
 
 async def history(
@@ -62,7 +71,9 @@ async def history(
     args = await _arguments(message, command, specs, redis, who)
     if args is not None:
         try:
-            records = api.history(redis, specs, app=args.app, env=args.env, last=args.count)
+            records = await asyncio.to_thread(
+                api.history, redis, specs, app=args.app, env=args.env, last=args.count
+            )
         except SpecError as exc:  # no default environment and none named
             await message.answer(render.refused(str(exc)))
             return
@@ -80,13 +91,22 @@ async def deploy(
     args = await _arguments(message, command, specs, redis, who)
     if args is None or args.version is None or message.from_user is None:
         return
-    answer = api.request_deployment(
-        redis, specs, app=args.app, env=args.env, version=args.version, who=who
+    answer = await asyncio.to_thread(
+        api.request_deployment,
+        redis,
+        specs,
+        app=args.app,
+        env=args.env,
+        version=args.version,
+        who=who,
     )
-    record = RecordStore(redis).load(answer.deployment) if answer.deployment else None
+    store = RecordStore(redis)
+    record = await asyncio.to_thread(store.load, answer.deployment) if answer.deployment else None
     if record is not None and answer.state == "awaiting_approval":
         requester = render.person(message.from_user)
-        handle = cards.create(Card(deployment=record.id, requester=requester))
+        handle = await asyncio.to_thread(
+            cards.create, Card(deployment=record.id, requester=requester)
+        )
         await message.answer(
             render.request_card(record, requester), reply_markup=decision_buttons(handle)
         )
@@ -126,29 +146,31 @@ async def steer(
     args = await _arguments(message, command, specs, redis, who)
     if args is not None:
         _, call = STEERING[command.command]
-        answer = call(redis, specs, args, who)
+        answer = await asyncio.to_thread(call, redis, specs, args, who)
         await message.answer(render.answer(command.command, answer, _where(specs, args)))
 
 
 async def decide(
     query: CallbackQuery, callback_data: Decide, redis: redis.Redis, cards: Cards, who: str
 ) -> None:
-    card = cards.load(callback_data.request)
+    card = await asyncio.to_thread(cards.load, callback_data.request)
     if card is None:
         await _unknown_button(query, redis, who)
         return
     if callback_data.action == Decision.approve:
-        answer = api.approve(redis, card.deployment, who)
+        answer = await asyncio.to_thread(api.approve, redis, card.deployment, who)
     else:
-        answer = api.reject(redis, card.deployment, who)
+        answer = await asyncio.to_thread(api.reject, redis, card.deployment, who)
     if not answer.accepted:
         await query.answer(answer.reason[:200], show_alert=True)
         return
-    record = RecordStore(redis).load(card.deployment)
+    record = await asyncio.to_thread(RecordStore(redis).load, card.deployment)
     if record is not None and query.message is not None and isinstance(query.message, Message):
         decision = render.decided(callback_data.action, query.from_user)
-        # Without reply_markup the edit drops the buttons: the card is decided.
-        await query.message.edit_text(render.request_card(record, card.requester, decision))
+        # Without reply_markup the edit drops the buttons: the card is decided. A card
+        # that cannot be edited (deleted meanwhile) must not keep the press unanswered.
+        with contextlib.suppress(TelegramAPIError):
+            await query.message.edit_text(render.request_card(record, card.requester, decision))
     await query.answer(
         "Approved: queued." if callback_data.action == Decision.approve else "Rejected."
     )
@@ -159,7 +181,8 @@ async def unknown_button(query: CallbackQuery, redis: redis.Redis, who: str) -> 
 
 
 async def _unknown_button(query: CallbackQuery, redis: redis.Redis, who: str) -> None:
-    audit(
+    await asyncio.to_thread(
+        audit,
         redis,
         AuditEntry(
             who=who,
