@@ -1,5 +1,6 @@
-"""A real Redis for the jobs layer's tests: a private redis-server on a free loopback
-port, started once per session (the test bed installs redis-server; nothing is mocked)."""
+"""A real Redis for the jobs layer's and the bot's tests: a private redis-server on a
+free loopback port, started once per session (the test bed installs redis-server;
+nothing is mocked)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,74 @@
+"""The bot's settings, from the environment (and `.env`): who may do what, and where.
+
+Every setting fails at start with one line naming the variable; the token is a
+SecretStr, so it never appears in a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError as UnreadableSetting
+
+
+class Role(StrEnum):
+    deployer = "deployer"
+    approver = "approver"
+    admin = "admin"  # implies every other role
+
+
+class BotSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    token: SecretStr = Field(alias="GREENLIGHT_BOT_TOKEN")
+    telegram_api: str = Field("https://api.telegram.org", alias="GREENLIGHT_TELEGRAM_API")
+    ops_chat: int = Field(alias="GREENLIGHT_OPS_CHAT")
+    log_chat: int | None = Field(None, alias="GREENLIGHT_LOG_CHAT")
+    channel: str | None = Field(None, alias="GREENLIGHT_CHANNEL")
+    people: dict[int, frozenset[Role]] = Field(default_factory=dict, alias="GREENLIGHT_PEOPLE")
+    four_eyes: bool = Field(True, alias="GREENLIGHT_FOUR_EYES")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    config: str | None = Field(None, alias="GREENLIGHT_CONFIG")
+
+    @field_validator("people")
+    @classmethod
+    def _someone_has_a_role(cls, people: dict[int, frozenset[Role]]) -> dict[int, frozenset[Role]]:
+        for user, roles in people.items():
+            if not roles:
+                raise ValueError(f"{user} has no role (deployer, approver, admin)")
+        return people
+
+    @field_validator("four_eyes")
+    @classmethod
+    def _four_eyes_only(cls, four_eyes: bool) -> bool:
+        # The jobs API always refuses a requester's own approval; a switch that
+        # cannot turn that off must not pretend to.
+        if not four_eyes:
+            raise ValueError("false is not supported: the jobs API always wants a second person")
+        return four_eyes
+
+    def roles_of(self, user_id: int) -> frozenset[Role]:
+        """A listed person's roles, admin expanded to all of them; empty for strangers."""
+        roles = self.people.get(user_id, frozenset())
+        return frozenset(Role) if Role.admin in roles else roles
+
+
+class SettingsError(Exception):
+    """One line naming the variable that is missing or wrong."""
+
+
+def load_settings(**overrides: object) -> BotSettings:
+    try:
+        return BotSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        variable = str(first["loc"][0]) if first["loc"] else "settings"
+        message = "is required" if first["type"] == "missing" else first["msg"]
+        raise SettingsError(f"{variable}: {message}") from None
+    except UnreadableSetting as exc:  # a JSON value that does not parse
+        field = str(exc).split('"')[1] if '"' in str(exc) else ""
+        info = BotSettings.model_fields.get(field)
+        variable = info.alias if info and info.alias else "settings"
+        raise SettingsError(f"{variable}: not valid JSON") from None
