@@ -25,8 +25,7 @@ class BotSettings(BaseSettings):
     token: SecretStr = Field(alias="GREENLIGHT_BOT_TOKEN")
     telegram_api: str = Field("https://api.telegram.org", alias="GREENLIGHT_TELEGRAM_API")
     ops_chat: int = Field(alias="GREENLIGHT_OPS_CHAT")
-    log_chat: int | None = Field(None, alias="GREENLIGHT_LOG_CHAT")
-    channel: str | None = Field(None, alias="GREENLIGHT_CHANNEL")
+    # GREENLIGHT_LOG_CHAT and GREENLIGHT_CHANNEL come with the notifications that use them.
     people: dict[int, frozenset[Role]] = Field(default_factory=dict, alias="GREENLIGHT_PEOPLE")
     four_eyes: bool = Field(True, alias="GREENLIGHT_FOUR_EYES")
     redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
