@@ -7,6 +7,7 @@ import sys
 import time
 
 from bench import (
+    bot,
     detection,
     four_at_once,
     overhead,
@@ -29,6 +30,7 @@ BENCHES = {
     "workers": workers.run,
     "recovery": recovery.run,
     "four": four_at_once.run,
+    "bot": bot.run,
 }
 
 

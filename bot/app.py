@@ -19,6 +19,7 @@ from bot import render
 from bot.access import Access
 from bot.buttons import Cards
 from bot.handlers import build_router
+from bot.retry import ObeyRetryAfter
 from bot.settings import BotSettings, SettingsError, load_settings
 from deploy.spec import Spec, SpecError, load_specs
 from jobs.queue import connect
@@ -41,6 +42,7 @@ def build_dispatcher(
 
 def build_bot(settings: BotSettings) -> Bot:
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api))
+    session.middleware(ObeyRetryAfter())
     return Bot(
         settings.token.get_secret_value(),
         session=session,

@@ -119,6 +119,8 @@ async def transcript(telegram: Telegram, body: JsonObject) -> object:
                 "buttons": _buttons(m.content),
                 "edits": len(m.history),
                 "history": [r.text for r in m.history],
+                # When it was sent, and when edited to each later revision (Unix time).
+                "times": [r.at for r in (*m.history, m.content)],
                 "deleted": m.deleted,
                 "files": [
                     {"kind": kind, "file_id": f.file_id, "size": len(f.data), "name": f.file_name}

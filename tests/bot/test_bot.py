@@ -335,3 +335,13 @@ async def test_malformed_deploys_are_refused_precisely(
     assert RecordStore(r).recent("shop", "staging") == []
     assert queue(r).count == 0
     assert trail(r) == [("tg:1001", "deploy", "refused")]
+
+
+async def test_a_reply_telegram_holds_back_with_429_arrives_after_the_wait(
+    people: People, users: Users
+) -> None:
+    await users.call("flood", count=1, retry_after=1)
+    reply = await people.say(DANA, "/envs", OPS)
+    assert reply["text"].startswith("shop/production")
+    counted = await users.call("counters")
+    assert counted["too_many_requests"] == 1  # type: ignore[index]
