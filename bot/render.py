@@ -151,7 +151,7 @@ def unknown_button() -> str:
 # text that fits here fits after Telegram strips the tags).
 TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024
-EXCERPT_LINES = 10  # of output and of container log shown in a chat message
+EXCERPT_LINES = 20  # of output and of container log shown whole in a chat message
 EXCERPT_WIDTH = 300  # characters of one such line
 
 
@@ -174,11 +174,11 @@ def duration(seconds: float | None) -> str:
     return f"{minutes}m {rest:02d}s" if minutes else f"{rest}s"
 
 
-def _people(record: DeploymentRecord) -> str:
+def _people(record: DeploymentRecord, verb: str = "deployed") -> str:
     approved = (
         f"approved by {escape(record.approved_by)}" if record.approved_by else "no approval needed"
     )
-    return f"deployed by {escape(record.requested_by)}, {approved}"
+    return f"{verb} by {escape(record.requested_by)}, {approved}"
 
 
 def announcement(record: DeploymentRecord, took: float | None) -> str:
@@ -231,7 +231,7 @@ def failure(
     text = [
         f"❌ <b>{escape(record.app)}/{escape(record.env)}</b>: {escape(record.kind)} of "
         f"{_version(record)} {escape(outcome)}",
-        f"<code>{escape(record.id)}</code> · {_people(record)}",
+        f"<code>{escape(record.id)}</code> · {_people(record, 'requested')}",
     ]
     report = event.failure
     if report is None:
