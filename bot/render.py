@@ -12,6 +12,8 @@ from html import escape
 from aiogram.types import User
 
 from bot.settings import Role
+from deploy.events import DeployFinished, Metrics
+from deploy.pipeline import UNPLANNED
 from jobs.api import Answer, Target
 from jobs.records import WORDS, DeploymentRecord
 
@@ -142,3 +144,171 @@ def needs_role(role: Role, roles: Iterable[Role]) -> str:
 
 def unknown_button() -> str:
     return "This button is not one of Greenlight's."
+
+
+# Notifications: a deployment's end, in the ops and log chats and the public channel.
+# Telegram's limits, in UTF-16 code units of the text as sent (markup included, so a
+# text that fits here fits after Telegram strips the tags).
+TEXT_LIMIT = 4096
+CAPTION_LIMIT = 1024
+EXCERPT_LINES = 20  # of output and of container log shown whole in a chat message
+EXCERPT_WIDTH = 300  # characters of one such line
+
+
+OUTCOMES: dict[str, str] = dict(WORDS.items())
+
+
+def fits(text: str, limit: int) -> bool:
+    return len(text.encode("utf-16-le")) // 2 <= limit
+
+
+def clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    whole = max(0, round(seconds))
+    minutes, rest = divmod(whole, 60)
+    return f"{minutes}m {rest:02d}s" if minutes else f"{rest}s"
+
+
+def _people(record: DeploymentRecord, verb: str = "deployed") -> str:
+    approved = (
+        f"approved by {escape(record.approved_by)}" if record.approved_by else "no approval needed"
+    )
+    return f"{verb} by {escape(record.requested_by)}, {approved}"
+
+
+def announcement(record: DeploymentRecord, took: float | None) -> str:
+    """The public channel's line for a release that went live."""
+    return (
+        f"🚀 <b>{escape(record.app)}</b> <code>{escape(record.version)}</code> is live in "
+        f"<b>{escape(record.env)}</b>\n"
+        f"deployment <code>{escape(record.id)}</code>\n"
+        f"{_people(record)} · took {duration(took)}"
+    )
+
+
+def version_of(record: DeploymentRecord) -> str:
+    """The version as planned: a rollback learns its version when the engine plans it."""
+    if record.version == UNPLANNED and record.deployment is not None:
+        return record.deployment.version
+    return record.version
+
+
+def _version(record: DeploymentRecord) -> str:
+    version = version_of(record)
+    return f"<code>{escape(version)}</code>" if version != UNPLANNED else "the last good release"
+
+
+def went_back(record: DeploymentRecord, took: float | None) -> str:
+    """The ops chat's line for a rollback someone asked for, once it is done."""
+    requested = f"requested by {escape(record.requested_by)}"
+    approved = f", approved by {escape(record.approved_by)}" if record.approved_by else ""
+    return (
+        f"↩️ <b>{escape(record.app)}/{escape(record.env)}</b> went back to {_version(record)}\n"
+        f"rollback <code>{escape(record.id)}</code> · {requested}{approved} · "
+        f"took {duration(took)}"
+    )
+
+
+def failure(
+    record: DeploymentRecord,
+    event: DeployFinished,
+    back_on: str | None,
+    lines: int = EXCERPT_LINES,
+    attached: bool = False,
+    brief: bool = False,
+) -> str:
+    """A failed deployment (or one rolled back): what failed where, with the exit status,
+    and the last `lines` of output and of container log. `attached` says the whole
+    report follows as a document; `brief` leaves out the notes and shortens the
+    message and command, for a caption that would not fit otherwise."""
+    width = 100 if brief else EXCERPT_WIDTH
+    outcome = OUTCOMES.get(event.outcome, event.outcome)
+    text = [
+        f"❌ <b>{escape(record.app)}/{escape(record.env)}</b>: {escape(record.kind)} of "
+        f"{_version(record)} {escape(outcome)}",
+        f"<code>{escape(record.id)}</code> · {_people(record, 'requested')}",
+    ]
+    report = event.failure
+    if report is None:
+        text.append(escape(clip(event.message, width)))
+    else:
+        where = f" on <b>{escape(report.host)}</b>" if report.host else ""
+        step = f" ({escape(report.step)})" if report.step else ""
+        text.append(f"failed in <b>{escape(report.phase)}</b>{where}{step}")
+        text.append(escape(clip(report.message, width)))
+        if report.exit_status is not None or report.command:
+            status = "none" if report.exit_status is None else str(report.exit_status)
+            command = (
+                f": <code>{escape(clip(report.command, width))}</code>" if report.command else ""
+            )
+            text.append(f"exit status <b>{status}</b>{command}")
+    if back_on:
+        text.append(f"Traffic is back on <code>{escape(back_on)}</code>.")
+    if not brief:
+        text += [f"• {escape(clip(note, width))}" for note in event.notes[:3]]
+    if report is not None and lines:
+        text += _excerpt("output", report.output, lines, width)
+        text += _excerpt("container log", report.container_logs, lines, width)
+    if attached:
+        text.append("The whole report is attached.")
+    return "\n".join(text)
+
+
+def _excerpt(name: str, found: list[str], lines: int, width: int) -> list[str]:
+    if not found:
+        return []
+    tail = found[-lines:]
+    shown = f"last {len(tail)} of {len(found)} lines" if len(found) > len(tail) else "all"
+    body = "\n".join(escape(clip(line, width)) for line in tail)
+    return [f"<b>{name}</b> ({shown}):", f"<pre>{body}</pre>"]
+
+
+def fits_inline(event: DeployFinished) -> bool:
+    """Whether the failure's details can be shown whole in a chat message."""
+    report = event.failure
+    if report is None:
+        return True
+    shown = [*report.output, *report.container_logs]
+    return (
+        len(report.output) <= EXCERPT_LINES
+        and len(report.container_logs) <= EXCERPT_LINES
+        and all(len(line) <= EXCERPT_WIDTH for line in shown)
+        and len(report.message) <= EXCERPT_WIDTH
+    )
+
+
+def failure_report(record: DeploymentRecord, event: DeployFinished) -> str:
+    """The whole story as plain text, for the attached document."""
+    text = [
+        f"{record.kind} of {version_of(record)} to {record.app}/{record.env}",
+        f"deployment {record.id}",
+        f"requested by {record.requested_by}, approved by {record.approved_by or 'nobody'}",
+        f"outcome: {event.outcome} (exit code {event.exit_code})",
+        event.message,
+        "",
+    ]
+    if event.failure is not None:
+        text += event.failure.lines()
+        if event.failure.step:
+            text.append(f"step: {event.failure.step}")
+        text.append("")
+    if event.notes:
+        text += ["notes:", *(f"  {note}" for note in event.notes), ""]
+    if event.phases:
+        text += ["phases:", *(f"  {name}: {s:.1f}s" for name, s in event.phases.items())]
+    return "\n".join(text) + "\n"
+
+
+def chart_caption(record: DeploymentRecord, metrics: list[Metrics]) -> str:
+    requests = sum(m.figures.requests for m in metrics)
+    errors = sum(m.figures.errors for m in metrics)
+    worst = max((m.figures.p95_ms for m in metrics), default=0.0)
+    return (
+        f"📈 Stability window of <code>{escape(record.id)}</code>: {len(metrics)} intervals, "
+        f"{requests} probes, {errors} errors, worst p95 {worst:.0f} ms"
+    )

@@ -6,6 +6,7 @@ SecretStr, so it never appears in a repr, a log line or an error message.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -19,17 +20,48 @@ class Role(StrEnum):
     admin = "admin"  # implies every other role
 
 
+_CHAT_ID = re.compile(r"-?[0-9]{1,20}")
+_CHANNEL_USERNAME = re.compile(r"@[A-Za-z][A-Za-z0-9_]{4,31}")
+
+
 class BotSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
     token: SecretStr = Field(alias="GREENLIGHT_BOT_TOKEN")
     telegram_api: str = Field("https://api.telegram.org", alias="GREENLIGHT_TELEGRAM_API")
     ops_chat: int = Field(alias="GREENLIGHT_OPS_CHAT")
-    # GREENLIGHT_LOG_CHAT and GREENLIGHT_CHANNEL come with the notifications that use them.
+    log_chat: int | None = Field(None, alias="GREENLIGHT_LOG_CHAT")
+    channel: int | str | None = Field(None, alias="GREENLIGHT_CHANNEL")
     people: dict[int, frozenset[Role]] = Field(default_factory=dict, alias="GREENLIGHT_PEOPLE")
     four_eyes: bool = Field(True, alias="GREENLIGHT_FOUR_EYES")
     redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
     config: str | None = Field(None, alias="GREENLIGHT_CONFIG")
+
+    @field_validator("log_chat", mode="before")
+    @classmethod
+    def _log_chat_id(cls, value: object) -> object:
+        # An empty variable (`GREENLIGHT_LOG_CHAT=` in a .env) means no log chat.
+        if isinstance(value, str):
+            value = value.strip() or None
+        if isinstance(value, str) and not _CHAT_ID.fullmatch(value):
+            raise ValueError(f"a numeric chat id such as -1001234567890, not {value!r}")
+        return value
+
+    @field_validator("channel", mode="before")
+    @classmethod
+    def _channel_id_or_username(cls, value: object) -> int | str | None:
+        if value is None or isinstance(value, int):
+            return value
+        text = str(value).strip()
+        if not text:
+            return None
+        if _CHAT_ID.fullmatch(text):
+            return int(text)
+        if _CHANNEL_USERNAME.fullmatch(text):
+            return text
+        raise ValueError(
+            f"a numeric chat id or an @username (5 to 32 letters, digits or _), not {text!r}"
+        )
 
     @field_validator("people")
     @classmethod
