@@ -51,6 +51,18 @@ def tls() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+def warm_up() -> None:
+    """Do now what a process's first probe would: build the TLS context and import what
+    httpx loads on its first request (httpcore, h11, anyio's asyncio backend). That is
+    ~100 ms of CPU per process; a worker does it once before forking its work horses,
+    which inherit both, instead of paying it in every phase job that probes."""
+    import anyio._backends._asyncio  # noqa: F401
+    import h11  # noqa: F401
+    import httpcore._backends.anyio  # noqa: F401
+
+    tls()
+
+
 def client(timeout: float, *, keepalive: bool = True) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),

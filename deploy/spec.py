@@ -428,6 +428,14 @@ def parse_spec(raw: Any, source: Path | None = None) -> Spec:
     return _resolve_local_paths(spec, source)
 
 
+# Specs parsed before, by (where, the file's exact text): every phase job reads its spec
+# again (a changed one must be noticed), and a worker that parsed it before forking hands
+# the parse to each job's work horse. Keyed by content, an entry is never stale; a Spec
+# is frozen, so sharing one is safe.
+_PARSED: dict[tuple[Path, str], Spec] = {}
+_PARSED_MAX = 64
+
+
 def load_spec(path: str | os.PathLike[str] | None = None) -> Spec:
     """Load the spec from PATH, $GREENLIGHT_CONFIG, or ./greenlight.yml."""
     chosen = Path(path or os.environ.get("GREENLIGHT_CONFIG") or "greenlight.yml")
@@ -435,11 +443,19 @@ def load_spec(path: str | os.PathLike[str] | None = None) -> Spec:
         text = chosen.read_text()
     except OSError as exc:
         raise SpecError(f"cannot read spec {chosen}: {exc.strerror}") from None
+    where = chosen.resolve()
+    key = (where, hashlib.sha256(text.encode()).hexdigest())
+    if (known := _PARSED.get(key)) is not None:
+        return known
     try:
         raw = yaml.load(text, Loader=SAFE_LOADER)  # noqa: S506 (a safe loader, in C)
     except yaml.YAMLError as exc:
         raise SpecError(f"{chosen}: not valid YAML: {exc}") from None
-    return parse_spec(raw, chosen.resolve())
+    spec = parse_spec(raw, where)
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    _PARSED[key] = spec
+    return spec
 
 
 def load_specs(path: str | os.PathLike[str] | None = None) -> dict[str, Spec]:

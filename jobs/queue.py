@@ -3,6 +3,7 @@ by pointing more `greenlight worker` processes at the same Redis."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 
@@ -65,7 +66,16 @@ def run_worker(url: str | None = None, burst: bool = False) -> bool:
     # Import the engine once, here: each job's work horse is a fork of this process and
     # inherits it, instead of paying the imports (a few hundred ms) for every phase.
     import jobs.work  # noqa: F401
+    from deploy.probes import warm_up
+    from deploy.spec import SpecError, load_specs
     from jobs.sweeper import start_sweeper
+
+    # The same for what the engine would build in every job: the TLS context and httpx's
+    # lazy imports, and the spec's parse (each job still reads the file and checks its
+    # hash; a changed file is parsed again by the job that reads it).
+    warm_up()
+    with contextlib.suppress(SpecError):  # a broken spec is reported by the job that reads it
+        load_specs()
 
     connection = connect(url)
     start_sweeper(url)

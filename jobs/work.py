@@ -77,12 +77,16 @@ async def advance(connection: redis.Redis, deployment_id: str) -> None:
     if not left:
         await conclude(store, lease, holder, ctx)
         return
-    await ctx.close()
     if ran == GATE and ctx.env.promote == "manual" and ctx.deployment.kind == "deploy":
+        await ctx.close()
         await hold_for_promotion(store, lease, holder, ctx)
         return
+    # The next phase is queued before this job closes its SSH connections and RQ does its
+    # bookkeeping: an idle worker starts it at once. The record is saved first, so that
+    # job reads what this one learned; it opens connections of its own.
     store.save_engine(deployment_id, ctx.deployment)
     enqueue_phase(connection, deployment_id, left[0], ctx.deployment.budgets.get(left[0], 600))
+    await ctx.close()
 
 
 async def hold_for_promotion(

@@ -152,6 +152,20 @@ def test_ssh_paths_are_relative_to_the_spec_file(tmp_path: Path) -> None:
     assert env.ssh.key == tmp_path / "conf" / "keys" / "id"
 
 
+def test_a_spec_file_changed_between_reads_is_read_as_it_is_now(tmp_path: Path) -> None:
+    """Parses are kept by the file's content (a phase job reads its spec each time): an
+    edit, even one that keeps the file's size, is never answered with the old parse."""
+    path = tmp_path / "greenlight.yml"
+    path.write_text(yaml.safe_dump(minimal(image="registry.example.com/acme/shop")))
+    first = load_spec(path)
+    assert load_spec(path) is first  # unchanged: the same parse
+    path.write_text(yaml.safe_dump(minimal(image="registry.example.com/acme/shoq")))
+    assert load_spec(path).image == "registry.example.com/acme/shoq"
+    path.write_text("app: [unclosed")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(path)
+
+
 def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="cannot read spec"):
         load_spec(tmp_path / "missing.yml")
