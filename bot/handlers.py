@@ -22,6 +22,7 @@ from bot import render, steering
 from bot.access import MEMBER
 from bot.arguments import Arguments, BadArguments, parse
 from bot.buttons import Card, Cards, Decide, Decision, decision_buttons
+from bot.names import remember
 from bot.progress import ProgressStore
 from bot.settings import BotSettings, Role
 from deploy.spec import Spec, SpecError, choose_app
@@ -92,6 +93,7 @@ async def deploy(
     args = await _arguments(message, command, specs, redis, who)
     if args is None or args.version is None or message.from_user is None:
         return
+    await asyncio.to_thread(remember, redis, who, render.name(message.from_user))
     answer = await asyncio.to_thread(
         api.request_deployment,
         redis,
@@ -112,9 +114,8 @@ async def deploy(
             render.request_card(record, requester), reply_markup=decision_buttons(handle)
         )
         # Once decided, the card becomes the deployment's progress message.
-        names = {who: render.name(message.from_user)}
         await asyncio.to_thread(
-            ProgressStore(redis).adopt, record.id, card.chat.id, card.message_id, names
+            ProgressStore(redis).adopt, record.id, card.chat.id, card.message_id
         )
     elif answer.accepted and answer.deployment:
         await message.answer(render.queued("deploy", answer.deployment))
@@ -163,6 +164,7 @@ async def decide(
     if card is None:
         await _unknown_button(query, redis, who)
         return
+    await asyncio.to_thread(remember, redis, who, render.name(query.from_user))
     if callback_data.action == Decision.approve:
         answer = await asyncio.to_thread(api.approve, redis, card.deployment, who)
     else:
@@ -178,8 +180,7 @@ async def decide(
         with contextlib.suppress(TelegramAPIError):
             await query.message.edit_text(render.request_card(record, card.requester, decision))
         # The progress writer takes the card over from here (it may have painted first).
-        names = {who: render.name(query.from_user)}
-        await asyncio.to_thread(ProgressStore(redis).repaint, card.deployment, names)
+        await asyncio.to_thread(ProgressStore(redis).repaint, card.deployment)
     await query.answer(
         "Approved: queued." if callback_data.action == Decision.approve else "Rejected."
     )

@@ -29,6 +29,7 @@ from aiogram.exceptions import (
 from pydantic import ValidationError
 
 from bot import render
+from bot.names import names_of
 from bot.pace import CountSends, Pace
 from bot.steering import Handles, steering_buttons
 from bot.view import SHOWN, ProgressView, apply, later, new_view
@@ -95,24 +96,22 @@ class ProgressStore:
                 except redis.WatchError:
                     continue
 
-    def adopt(self, deployment: str, chat_id: int, message_id: int, names: dict[str, str]) -> None:
+    def adopt(self, deployment: str, chat_id: int, message_id: int) -> None:
         """The approval card `message_id` becomes the deployment's progress message."""
 
         def change(view: ProgressView | None) -> ProgressView:
             view = view or new_view(deployment, RecordStore(self.redis).load(deployment))
-            view.names |= names
             if view.message_id is None:  # a message posted already stays the one
                 view.chat_id, view.message_id, view.shown = chat_id, message_id, -1
             return view
 
         self.update(deployment, change, lambda pipe, view: _mark(pipe, view))
 
-    def repaint(self, deployment: str, names: dict[str, str]) -> None:
+    def repaint(self, deployment: str) -> None:
         """Someone else edited the message (the card's decision): paint it again."""
 
         def change(view: ProgressView | None) -> ProgressView | None:
             if view is not None:
-                view.names |= names
                 view.shown = -1
             return view
 
@@ -212,9 +211,12 @@ class Progress:
             VIEW_KEY.format(deployment=event.deployment)
         ):
             record = RecordStore(self.redis).load(event.deployment)
+        people = [record.requested_by, record.approved_by] if record else []
+        names = names_of(self.redis, [*people, getattr(event, "by", None)])
 
         def change(view: ProgressView | None) -> ProgressView:
             view = view or new_view(event.deployment, record)
+            view.names |= names
             if later(entry, view.last_entry):  # else: applied before a restart
                 view.last_entry = entry
                 if apply(view, event, record):

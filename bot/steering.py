@@ -18,6 +18,7 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot import render
+from bot.names import remember
 from bot.settings import Role
 from bot.view import ProgressView
 from deploy.spec import Spec
@@ -114,6 +115,7 @@ async def press(
         )
         await query.answer(render.unknown_button(), show_alert=True)
         return
+    await asyncio.to_thread(remember, redis, who, render.name(query.from_user))
     where = {"app": record.app, "env": record.env, "who": who, "deployment": deployment}
     if callback_data.action == Action.abort:
         answer = await asyncio.to_thread(api.cancel, redis, specs, **where)
