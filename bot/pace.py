@@ -16,6 +16,7 @@ from typing import Any
 
 from aiogram import Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
+from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
 from aiogram.methods import (
     EditMessageReplyMarkup,
     EditMessageText,
@@ -28,11 +29,11 @@ from aiogram.methods import (
 from aiogram.methods.base import TelegramType
 
 SPACING = 1.0  # seconds between two calls in one chat
-# A group allows 20 a minute. A bucket of 4 that refills 15 a minute spends at most
-# 4 + 15 = 19 in any minute, one short of the limit, and smooths a long deployment's
-# edits to one every 4 s instead of a burst of 20 and a silent minute.
-GROUP_BURST = 4.0
-GROUP_PER_MINUTE = 15.0
+# A group allows 20 a minute. A bucket of 3 that refills 13 a minute spends at most
+# 3 + 13 = 16 in any minute, leaving room for replies to commands, and smooths a long
+# deployment's edits to one every ~5 s instead of a burst of 20 and a silent minute.
+GROUP_BURST = 3.0
+GROUP_PER_MINUTE = 13.0
 COUNTED = (SendMessage, EditMessageText, EditMessageReplyMarkup, SendPhoto, SendDocument)
 
 
@@ -64,6 +65,10 @@ class Pace:
         chat.tokens -= 1
         chat.last = self._clock()
 
+    def refund(self, chat_id: int) -> None:
+        """A call Telegram refused does not count against the limits."""
+        self._refill(chat_id).tokens += 1
+
     def hold(self, chat_id: int, seconds: float) -> None:
         """Telegram answered 429 with `retry_after`: nothing more there until then."""
         chat = self._refill(chat_id)
@@ -94,8 +99,16 @@ class CountSends(BaseRequestMiddleware):
         bot: Bot,
         method: TelegramMethod[TelegramType],
     ) -> Response[TelegramType]:
-        if isinstance(method, COUNTED):
-            chat: Any = getattr(method, "chat_id", None)
-            if isinstance(chat, int):
-                self.pace.spend(chat)
-        return await make_request(bot, method)
+        chat: Any = getattr(method, "chat_id", None)
+        if not isinstance(method, COUNTED) or not isinstance(chat, int):
+            return await make_request(bot, method)
+        self.pace.spend(chat)
+        try:
+            return await make_request(bot, method)
+        except TelegramRetryAfter as exc:
+            self.pace.refund(chat)  # refused calls are not counted by Telegram
+            self.pace.hold(chat, exc.retry_after)
+            raise
+        except TelegramBadRequest:
+            self.pace.refund(chat)
+            raise

@@ -388,7 +388,7 @@ async def test_a_long_deployment_keeps_to_the_limits(ops: Ops) -> None:
     counted = await ops.counters()
     assert counted["too_many_requests"] == 0
     assert counted["sent"] == 2  # the reply and the progress message
-    assert counted["edited"] == done["edits"] >= 4
+    assert counted["edited"] == done["edits"] >= 2  # coalesced, and still shown on the way
 
 
 async def test_forced_429s_delay_the_message_but_the_end_is_right(ops: Ops) -> None:
