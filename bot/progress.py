@@ -178,6 +178,9 @@ class Progress:
             except redis.RedisError as exc:  # Redis restarting: try again shortly
                 log.warning("progress: %s", exc)
                 await asyncio.sleep(1)
+            except Exception:  # a bug must not end progress for every later deployment
+                log.exception("progress: unexpected error; going on")
+                await asyncio.sleep(1)
 
     # -- consuming --------------------------------------------------------------------
 
