@@ -178,6 +178,8 @@ class Progress:
             except redis.RedisError as exc:  # Redis restarting: try again shortly
                 log.warning("progress: %s", exc)
                 await asyncio.sleep(1)
+                if "NOGROUP" in str(exc):  # a Redis that came back without the stream
+                    await asyncio.to_thread(self._ensure_group)
             except Exception:  # a bug must not end progress for every later deployment
                 log.exception("progress: unexpected error; going on")
                 await asyncio.sleep(1)
@@ -194,7 +196,7 @@ class Progress:
             GROUP, self.consumer, {EVENTS_KEY: after}, count=BATCH, block=block_ms
         )
         return [
-            (_text(entry), fields.get(b"event", b""))
+            (_text(entry), (fields or {}).get(b"event", b""))  # trimmed meanwhile: none
             for _, entries in answer or []
             for entry, fields in entries
         ]
@@ -230,7 +232,13 @@ class Progress:
             _mark(pipe, view)
             pipe.xack(EVENTS_KEY, GROUP, entry)
 
-        self.store.update(event.deployment, change, also)
+        try:
+            self.store.update(event.deployment, change, also)
+        except redis.RedisError:
+            raise
+        except Exception:  # one event the view cannot take must not block all after it
+            log.exception("progress: entry %s skipped", entry)
+            self.redis.xack(EVENTS_KEY, GROUP, entry)
 
     # -- painting ---------------------------------------------------------------------
 
@@ -245,6 +253,8 @@ class Progress:
             view = await asyncio.to_thread(self.store.load, deployment)
             if view is None or not view.speaks or view.shown >= view.changes:
                 await asyncio.to_thread(self._settle, deployment)
+                if view is not None and view.finished and not view.outcome_reported:
+                    await self._report(deployment)  # painted, then stopped before this
                 continue
             wait = self.pace.wait(view.chat_id or self.chat_id)
             if wait > 0:
