@@ -504,3 +504,12 @@ async def test_api_expectations_refuse_another_deployment(r: redis.Redis) -> Non
     assert not r.exists(CANCEL_KEY.format(id=answer.deployment))
     mine = api.cancel(r, SPECS, app=None, env="staging", who="a", deployment=answer.deployment)
     assert mine.accepted
+
+
+async def test_a_forged_progress_button_is_refused_and_audited(ops: Ops) -> None:
+    deployment = await deploy_staging(ops)
+    message = await ops.progress_message(deployment)
+    answer = await ops.people.press(DANA, OPS["id"], message, "gp:abort:999", forge=True)
+    assert answer == "This button is not one of Greenlight's."
+    assert not ops.r.exists(CANCEL_KEY.format(id=deployment))
+    assert trail(ops.r)[-1] == ("tg:1001", "abort", "refused")
