@@ -19,6 +19,8 @@ from bot import render
 from bot.access import Access
 from bot.buttons import Cards
 from bot.handlers import build_router
+from bot.notify import Notifier
+from bot.progress import Outcomes, Progress
 from bot.retry import ObeyRetryAfter
 from bot.settings import BotSettings, SettingsError, load_settings
 from deploy.spec import Spec, SpecError, load_specs
@@ -26,8 +28,12 @@ from jobs.queue import connect
 
 
 def build_dispatcher(
-    settings: BotSettings, connection: redis.Redis, specs: dict[str, Spec]
+    settings: BotSettings,
+    connection: redis.Redis,
+    specs: dict[str, Spec],
+    progress: Progress | None = None,
 ) -> Dispatcher:
+    """The bot's dispatcher; with `progress`, its consumer runs while the bot polls."""
     dispatcher = Dispatcher(
         settings=settings, redis=connection, specs=specs, cards=Cards(connection)
     )
@@ -37,6 +43,9 @@ def build_dispatcher(
     router.callback_query.middleware(access)
     dispatcher.include_router(router)
     dispatcher.startup.register(register_commands)
+    if progress is not None:
+        dispatcher.startup.register(progress.start)
+        dispatcher.shutdown.register(progress.stop)
     return dispatcher
 
 
@@ -57,9 +66,15 @@ async def register_commands(bot: Bot) -> None:
     )
 
 
-async def run(settings: BotSettings, specs: dict[str, Spec]) -> None:
+async def run(
+    settings: BotSettings, specs: dict[str, Spec], outcomes: Outcomes | None = None
+) -> None:
+    """Poll until stopped; the progress consumer runs beside polling, stopped with it."""
     bot = build_bot(settings)
-    dispatcher = build_dispatcher(settings, connect(settings.redis_url), specs)
+    connection = connect(settings.redis_url)
+    notifier = outcomes or Notifier(bot, settings)
+    progress = Progress(bot, connection, settings.ops_chat, notifier)
+    dispatcher = build_dispatcher(settings, connection, specs, progress)
     try:
         await dispatcher.start_polling(bot)
     finally:

@@ -18,10 +18,12 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
 
-from bot import render
+from bot import render, steering
 from bot.access import MEMBER
 from bot.arguments import Arguments, BadArguments, parse
 from bot.buttons import Card, Cards, Decide, Decision, decision_buttons
+from bot.names import remember
+from bot.progress import ProgressStore
 from bot.settings import BotSettings, Role
 from deploy.spec import Spec, SpecError, choose_app
 from jobs import api
@@ -91,6 +93,7 @@ async def deploy(
     args = await _arguments(message, command, specs, redis, who)
     if args is None or args.version is None or message.from_user is None:
         return
+    await asyncio.to_thread(remember, redis, who, render.name(message.from_user))
     answer = await asyncio.to_thread(
         api.request_deployment,
         redis,
@@ -107,8 +110,12 @@ async def deploy(
         handle = await asyncio.to_thread(
             cards.create, Card(deployment=record.id, requester=requester)
         )
-        await message.answer(
+        card = await message.answer(
             render.request_card(record, requester), reply_markup=decision_buttons(handle)
+        )
+        # Once decided, the card becomes the deployment's progress message.
+        await asyncio.to_thread(
+            ProgressStore(redis).adopt, record.id, card.chat.id, card.message_id
         )
     elif answer.accepted and answer.deployment:
         await message.answer(render.queued("deploy", answer.deployment))
@@ -157,6 +164,7 @@ async def decide(
     if card is None:
         await _unknown_button(query, redis, who)
         return
+    await asyncio.to_thread(remember, redis, who, render.name(query.from_user))
     if callback_data.action == Decision.approve:
         answer = await asyncio.to_thread(api.approve, redis, card.deployment, who)
     else:
@@ -171,6 +179,8 @@ async def decide(
         # that cannot be edited (deleted meanwhile) must not keep the press unanswered.
         with contextlib.suppress(TelegramAPIError):
             await query.message.edit_text(render.request_card(record, card.requester, decision))
+        # The progress writer takes the card over from here (it may have painted first).
+        await asyncio.to_thread(ProgressStore(redis).repaint, card.deployment)
     await query.answer(
         "Approved: queued." if callback_data.action == Decision.approve else "Rejected."
     )
@@ -215,5 +225,6 @@ def build_router() -> Router:
     for name, (role, _) in STEERING.items():
         router.message.register(steer, Command(name), flags={"role": role})
     router.callback_query.register(decide, Decide.filter(), flags={"role": Role.approver})
+    steering.register(router)
     router.callback_query.register(unknown_button, F.data, flags={"role": Role.approver})
     return router

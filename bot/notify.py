@@ -20,7 +20,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from aiogram import Bot
 from aiogram.enums import ParseMode
@@ -41,14 +41,6 @@ LONGEST_WAIT = 60.0  # seconds; Telegram's group limit never asks for more
 
 M = TypeVar("M", bound=BaseModel)
 ChatId = int | str
-
-
-class Outcomes(Protocol):
-    """What the event consumer calls once per deployment, when it has finished."""
-
-    async def finished(
-        self, record: DeploymentRecord, event: DeployFinished, metrics: list[Metrics]
-    ) -> None: ...
 
 
 # Secrets by their shape, for those the bot cannot know by value (an app's database

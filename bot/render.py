@@ -12,6 +12,7 @@ from html import escape
 from aiogram.types import User
 
 from bot.settings import Role
+from bot.view import ProgressView
 from deploy.events import DeployFinished, Metrics
 from deploy.pipeline import UNPLANNED
 from jobs.api import Answer, Target
@@ -41,8 +42,12 @@ USAGE: dict[str, str] = {
 
 
 def person(user: User) -> str:
-    name = f"@{user.username}" if user.username else user.full_name
-    return escape(name)
+    return escape(name(user))
+
+
+def name(user: User) -> str:
+    """How a person is called in the chat, unescaped (stored, escaped when rendered)."""
+    return f"@{user.username}" if user.username else user.full_name
 
 
 def help_text() -> str:
@@ -312,3 +317,70 @@ def chart_caption(record: DeploymentRecord, metrics: list[Metrics]) -> str:
         f"📈 Stability window of <code>{escape(record.id)}</code>: {len(metrics)} intervals, "
         f"{requests} probes, {errors} errors, worst p95 {worst:.0f} ms"
     )
+
+
+# -- the progress message -------------------------------------------------------------
+
+TEXT_LIMIT = 4096  # Telegram's, after entity parsing; the HTML source is never shorter
+HOSTS_SHOWN = 30
+PHASE_MARKS = {"pending": "▫️", "running": "⏳", "done": "✅", "failed": "❌"}
+ENDINGS = {
+    "live": "✅",
+    "rolled_back": "↩️",
+    "not_switched": "❌",
+    "cancelled": "🛑",
+    "rejected": "❌",
+    "refused": "⛔",
+    "recovered": "🩹",
+    "unknown": "⚠️",
+}
+
+
+def progress(view: ProgressView) -> str:
+    """A deployment's progress message: what, where, who; each phase; the hosts; the
+    stability window's latest figures; and how it ended."""
+    people = f"requested by {_who(view, view.requested_by)}"
+    if view.approved_by:
+        people += f" · approved by {_who(view, view.approved_by)}"
+    lines = [
+        f"🚀 <b>{escape(view.kind)}</b> of <code>{escape(_clip(view.version))}</code> to "
+        f"<b>{escape(_clip(view.app))}/{escape(_clip(view.env))}</b>",
+        f"{people} · <code>{escape(_clip(view.deployment))}</code>",
+    ]
+    if view.hosts:
+        shown = ", ".join(_clip(h, 40) for h in view.hosts[:HOSTS_SHOWN])
+        more = f" and {len(view.hosts) - HOSTS_SHOWN} more" if len(view.hosts) > HOSTS_SHOWN else ""
+        lines.append(f"hosts: {escape(shown)}{more}")
+    for phase in view.phases:
+        took = f" {phase.seconds:.1f} s" if phase.seconds is not None else ""
+        lines.append(f"{PHASE_MARKS[phase.state]} {escape(_clip(phase.name, 40))}{took}")
+    if view.figures is not None:
+        f = view.figures
+        lines.append(
+            f"📈 stability, interval {view.interval}: {f.requests} probes, {f.errors} errors "
+            f"({f.error_rate:.2%}), p50 {f.p50_ms:.0f} ms, p95 {f.p95_ms:.0f} ms"
+        )
+    if view.failure:
+        lines.append(f"⚠️ {escape(_clip(view.failure, 600))}")
+    lines.append(_ending(view))
+    # Every part is clipped, so even a hundred hosts and long names stay far below
+    # TEXT_LIMIT; cutting the HTML here instead could split a tag.
+    return "\n".join(lines)
+
+
+def _ending(view: ProgressView) -> str:
+    state = view.state if view.state in WORDS else "unknown"
+    words = WORDS[state]
+    note = f": {escape(_clip(view.note, 300))}" if view.note else ""
+    if not view.final:
+        return f"<i>{escape(words)}{note}</i>"
+    by = f" by {_who(view, view.by)}" if view.by and view.by != "greenlight" else ""
+    return f"{ENDINGS.get(view.state, '•')} <b>{escape(words)}</b>{by}{note}"
+
+
+def _who(view: ProgressView, who: str | None) -> str:
+    return escape(_clip(view.names.get(who or "", who or "?"), 64))
+
+
+def _clip(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

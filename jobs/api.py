@@ -108,12 +108,17 @@ def rollback(
     env: str | None,
     who: str,
     to: str | None = None,
+    deployment: str | None = None,
 ) -> Answer:
     """Take (app, environment) back to the last good release before the live one, or
     to `to`. An emergency path: no approval. Where to go is chosen by the first job,
-    from what the hosts say; a refusal there ends the request refused, with the reason."""
+    from what the hosts say; a refusal there ends the request refused, with the reason.
+    With `deployment` (a button on that deployment's message), only while it is still
+    the release that went live last there."""
     try:
         spec, environment = _where(specs, app, env)
+        if deployment is not None:
+            _still_live(connection, spec.app, environment.name, deployment)
         engine = new_rollback(spec, environment.name, to, who)
     except (SpecError, EngineRefused, Refusal) as exc:
         return _refuse(connection, who, "rollback", _target(app, env, exc), str(exc))
@@ -146,11 +151,18 @@ def reject(connection: redis.Redis, deployment_id: str, who: str, reason: str = 
 
 
 def promote(
-    connection: redis.Redis, specs: dict[str, Spec], *, app: str | None, env: str | None, who: str
+    connection: redis.Redis,
+    specs: dict[str, Spec],
+    *,
+    app: str | None,
+    env: str | None,
+    who: str,
+    deployment: str | None = None,
 ) -> Answer:
-    """Let a deployment held after smoke (`promote: manual`) go on to the switch."""
+    """Let a deployment held after smoke (`promote: manual`) go on to the switch. With
+    `deployment`, only that one."""
     try:
-        record = _current(connection, specs, app, env, "promote")
+        record = _current(connection, specs, app, env, "promote", deployment)
         if record.state != "awaiting_promotion":
             raise Refusal(record.id, f"{record.id} {WORDS[record.state]}; it is not held")
     except Refusal as exc:
@@ -160,13 +172,20 @@ def promote(
 
 
 def cancel(
-    connection: redis.Redis, specs: dict[str, Spec], *, app: str | None, env: str | None, who: str
+    connection: redis.Redis,
+    specs: dict[str, Spec],
+    *,
+    app: str | None,
+    env: str | None,
+    who: str,
+    deployment: str | None = None,
 ) -> Answer:
     """Stop what is happening on (app, environment). A request awaiting approval just
     ends; a deployment held for promotion, queued or running unwinds in the engine:
-    before the switch it tears the new colour down, after it it rolls back."""
+    before the switch it tears the new colour down, after it it rolls back. With
+    `deployment`, only that one."""
     try:
-        record = _current(connection, specs, app, env, "cancel")
+        record = _current(connection, specs, app, env, "cancel", deployment)
     except Refusal as exc:
         return _refuse(connection, who, "cancel", exc.target, exc.reason)
     why = f"cancelled by {who}"
@@ -384,9 +403,15 @@ def _where(specs: dict[str, Spec], app: str | None, env: str | None) -> tuple[Sp
 
 
 def _current(
-    connection: redis.Redis, specs: dict[str, Spec], app: str | None, env: str | None, action: str
+    connection: redis.Redis,
+    specs: dict[str, Spec],
+    app: str | None,
+    env: str | None,
+    action: str,
+    expected: str | None = None,
 ) -> DeploymentRecord:
-    """The request holding (app, environment); Refusal when there is none."""
+    """The request holding (app, environment); Refusal when there is none, or when it
+    is not the `expected` one."""
     try:
         spec, environment = _where(specs, app, env)
     except SpecError as exc:
@@ -394,9 +419,34 @@ def _current(
     where = f"{spec.app}/{environment.name}"
     holder = Lease(connection, spec.app, environment.name).holder()
     record = RecordStore(connection).load(holder.deployment) if holder else None
+    if expected is not None and (record is None or record.id != expected):
+        raise Refusal(expected, f"cannot {action} {expected}: it is no longer in progress")
     if record is None or record.final:
         raise Refusal(where, f"nothing to {action} on {where}: no deployment is in progress")
     return record
+
+
+# Requests after which the release live before them still is (nothing switched, or
+# switched back): a newer one of these leaves an older deployment's Roll back valid.
+LEFT_AS_IT_WAS: frozenset[State] = frozenset(
+    {"rejected", "cancelled", "refused", "not_switched", "rolled_back"}
+)
+
+
+def _still_live(connection: redis.Redis, app: str, env: str, expected: str) -> None:
+    """Refusal unless `expected` went live on (app, env) and nothing changed it since."""
+    where = f"{app}/{env}"
+    for record in RecordStore(connection).recent(app, env, 1000):
+        if record.id == expected:
+            if record.state != "live":
+                raise Refusal(expected, f"cannot roll back {expected}: it {WORDS[record.state]}")
+            return
+        if record.state not in LEFT_AS_IT_WAS:
+            raise Refusal(
+                expected,
+                f"cannot roll back {expected}: {record.id} came after it on {where}",
+            )
+    raise Refusal(expected, f"there is no deployment {expected!r} on {where}")
 
 
 def _awaiting(

@@ -38,7 +38,7 @@ class Revision:
     text: str | None
     entities: list[JsonObject]
     reply_markup: JsonObject | None
-    at: float = field(default_factory=time.time)  # when it was sent or edited to this
+    at: float = field(default_factory=time.time, compare=False)  # when sent or edited to this
 
 
 @dataclass
