@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +103,7 @@ class Chat:
         last, since = "", time.monotonic()
         deadline = since + 60
         while time.monotonic() < deadline:
-            now = json.dumps([await self.messages(c) for c in (OPS, LOG, CHANNEL)])
+            now = json.dumps([await self.messages(c) for c in ROOMS.values()])
             if now != last:
                 last, since = now, time.monotonic()
             elif time.monotonic() - since >= seconds:
@@ -112,7 +113,7 @@ class Chat:
     async def save_files(self, into: Path) -> list[Path]:
         """Every photo and document the bot sent, downloaded as a client would."""
         saved = []
-        for chat in (OPS, LOG, CHANNEL):
+        for chat in ROOMS.values():
             for message in await self.messages(chat):
                 for file in message["files"]:
                     url = f"{self.emulator.url}/bot{self.emulator.token}/getFile"
@@ -210,39 +211,76 @@ def show(title: str, messages: list[Message]) -> None:
             print("    " + "  ".join(f"[{b['text']}]" for b in row))
 
 
-async def rehearse() -> int:
+@dataclass
+class Rehearsal:
+    """How the conversation ended: each version's final state, every chat as it reads
+    now, and the files the bot sent (saved under `out`)."""
+
+    states: dict[str, str]
+    chats: dict[str, list[Message]]
+    files: list[Path]
+    out: Path
+    error: str = ""  # a step that never happened (a reply that never came...)
+
+    def wrong(self) -> list[str]:
+        wanted = {"v1.0.1": "live", "v1.0.3": "rolled_back"}
+        return [self.error] * bool(self.error) + [
+            f"{version}: {self.states.get(version)} (wanted {state})"
+            for version, state in wanted.items()
+            if self.states.get(version) != state
+        ]
+
+
+async def rehearse(narrate: bool = True) -> Rehearsal:
+    """The conversation; the test bed's production must already have a live release."""
     out = out_dir()
     out.mkdir(parents=True, exist_ok=True)
     connection = redis.Redis.from_url(REDIS_URL)
     connection.flushdb()
     records = RecordStore(connection)
+    states = {}
+    error = ""
     async with running_emulator() as emulator, aiohttp.ClientSession() as session:
         chat = Chat(emulator, session)
         for room in (OPS, LOG, CHANNEL):
             await chat.control("chat", **room)
         with processes(emulator, out):
-            await chat.say(DANA, "/help")  # the bot is up and polling
-            print("\n=== in the ops chat")
-            first = await deploy(chat, records, "v1.0.1")
-            second = await deploy(chat, records, "v1.0.3")
-            status = await chat.say(DANA, "/status")
-            await chat.quiet()
-            print(f"  Dana: /status\n  bot:  {status['text'].splitlines()[0]}")
-        for title, room in (("ops chat", OPS), ("log chat", LOG), ("channel", CHANNEL)):
-            show(title, await chat.messages(room))
-        saved = await chat.save_files(out)
-    print(f"\nfiles the bot sent, saved: {', '.join(str(p) for p in saved) or 'none'}")
-    print(f"bot and worker logs: {out}/bot.log, {out}/worker.log")
-    wanted = {"v1.0.1": ("live", first), "v1.0.3": ("rolled_back", second)}
-    wrong = [f"{v}: {got} (wanted {want})" for v, (want, got) in wanted.items() if got != want]
-    if wrong:
-        print(f"rehearsal: ended wrong: {'; '.join(wrong)}", file=sys.stderr)
-        return 1
-    return 0
+            try:
+                await conversation(chat, records, states, narrate)
+            except RuntimeError as exc:
+                error = str(exc)
+        chats = {title: await chat.messages(room) for title, room in ROOMS.items()}
+        files = await chat.save_files(out)
+    return Rehearsal(states, chats, files, out, error)
+
+
+async def conversation(
+    chat: Chat, records: RecordStore, states: dict[str, str], narrate: bool
+) -> None:
+    await chat.say(DANA, "/help")  # the bot is up and polling
+    if narrate:
+        print("\n=== in the ops chat")
+    for version in ("v1.0.1", "v1.0.3"):
+        states[version] = await deploy(chat, records, version, quiet=not narrate)
+    status = await chat.say(DANA, "/status")
+    await chat.quiet()
+    if narrate:
+        print(f"  Dana: /status\n  bot:  {status['text'].splitlines()[0]}")
+
+
+ROOMS = {"ops chat": OPS, "log chat": LOG, "channel": CHANNEL}
 
 
 def main() -> int:
-    return asyncio.run(rehearse())
+    done = asyncio.run(rehearse())
+    for title, messages in done.chats.items():
+        show(title, messages)
+    print(f"\nfiles the bot sent, saved: {', '.join(str(p) for p in done.files) or 'none'}")
+    print(f"bot and worker logs: {done.out}/bot.log, {done.out}/worker.log")
+    if done.wrong():
+        print(f"rehearsal: ended wrong: {'; '.join(done.wrong())}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
