@@ -13,7 +13,18 @@ from pathlib import Path
 
 import redis
 
-from bench.common import FAST, WORK, Figure, Report, deploy_ok, fresh, median, spec, timed_deploy
+from bench.common import (
+    FAST,
+    UNAPPROVED,
+    WORK,
+    Figure,
+    Report,
+    deploy_ok,
+    fresh,
+    median,
+    spec,
+    timed_deploy,
+)
 from deploy.events import DeployFinished, Kind
 from deploy.probes import percentile
 from deploy.spec import load_specs
@@ -72,7 +83,7 @@ async def run(report: Report) -> None:
     print("7. deployments on RQ workers vs in-process (1 host, 1 s stability window)")
     connection = redis.Redis.from_url(REDIS_URL)
     connection.flushdb()
-    quick = spec(["h1"], "workers", **FAST)
+    quick = spec(["h1"], "workers", **FAST, **UNAPPROVED)
     config = WORK / "workers.yml"
     worker = start_worker(config)
     gaps: list[float] = []
