@@ -50,7 +50,8 @@ def _target(specs: dict[str, Spec], words: list[str]) -> tuple[str | None, str |
 
 
 def parse(command: str, text: str | None, specs: dict[str, Spec]) -> Arguments:
-    """The arguments of /deploy, /rollback, /history, /lock, /unlock, /cancel, /promote."""
+    """The arguments of /deploy, /rollback, /history, /lock, /unlock, /cancel, /promote,
+    /status."""
     words = (text or "").split()
     if command == "deploy":
         app, spec, rest = _app(specs, words)
@@ -74,6 +75,6 @@ def parse(command: str, text: str | None, specs: dict[str, Spec]) -> Arguments:
         if not (rest[0].isascii() and rest[0].isdigit()) or not 1 <= int(rest[0]) <= MAX_HISTORY:
             raise BadArguments(f"N must be a number from 1 to {MAX_HISTORY}, not {rest[0]!r}")
         return Arguments(app=app, env=env, count=int(rest[0]))
-    if command in ("unlock", "cancel", "promote") and not rest:
+    if command in ("unlock", "cancel", "promote", "status") and not rest:
         return Arguments(app=app, env=env)
     raise BadArguments(f"unexpected {' '.join(rest)!r}")

@@ -12,7 +12,8 @@ from html import escape
 from aiogram.types import User
 
 from bot.settings import Role
-from jobs.api import Answer, Target
+from deploy.status import EnvironmentStatus, HostStatus
+from jobs.api import Answer, Target, TargetSummary
 from jobs.records import WORDS, DeploymentRecord
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -23,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "unlock": ("lift a lock", "/unlock production"),
     "cancel": ("stop the deployment in progress", "/cancel · /cancel staging"),
     "promote": ("let a deployment held after smoke go live", "/promote"),
+    "status": ("what runs on each host, and what Greenlight is doing", "/status · /status staging"),
     "envs": ("apps, environments and their policy", "/envs"),
     "whoami": ("your Telegram id and roles", "/whoami"),
     "help": ("this list", "/help"),
@@ -35,6 +37,7 @@ USAGE: dict[str, str] = {
     "unlock": "/unlock [APP] [ENV]",
     "cancel": "/cancel [APP] [ENV]",
     "promote": "/promote [APP] [ENV]",
+    "status": "/status [APP] [ENV]",
 }
 
 
@@ -142,3 +145,59 @@ def needs_role(role: Role, roles: Iterable[Role]) -> str:
 
 def unknown_button() -> str:
     return "This button is not one of Greenlight's."
+
+
+def status(summary: TargetSummary, hosts: EnvironmentStatus | None) -> str:
+    """/status: what Redis knows at once, then the hosts' own word (None: still asking)."""
+    lines = [f"📊 <b>{escape(summary.app)}/{escape(summary.env)}</b>"]
+    current = summary.current
+    if current is not None:
+        phase = f", phase {escape(current.phase)}" if current.phase else ""
+        lines.append(
+            f"Now: {escape(current.kind)} of <code>{escape(current.version)}</code> "
+            f"{escape(WORDS[current.state])}{phase} (<code>{escape(current.id)}</code>, "
+            f"by {escape(current.requested_by)})"
+        )
+    else:
+        lines.append("Now: nothing in progress")
+    if summary.locked is not None:
+        lock = summary.locked
+        lines.append(f"🔒 locked by {escape(lock.who)}: {escape(lock.reason)}")
+    live = summary.last_live
+    lines.append(
+        f"Last release recorded live: <code>{escape(live.version)}</code> "
+        f"(<code>{escape(live.id)}</code>)"
+        if live is not None
+        else "Last release recorded live: none"
+    )
+    if hosts is None:
+        lines.append("⏳ checking hosts…")
+    else:
+        lines += [_host_line(host) for host in hosts.hosts]
+    return "\n".join(lines)
+
+
+def status_failed(summary: TargetSummary, problem: str) -> str:
+    """/status when the hosts could not be asked at all."""
+    first = status(summary, None).rsplit("\n", 1)[0]
+    return f"{first}\n⚠️ hosts not checked: {escape(problem)}"
+
+
+def _host_line(host: HostStatus) -> str:
+    if not host.reachable:
+        return f"🔴 {escape(host.name)}: unreachable: {escape(host.error or 'no reason given')}"
+    live = host.live
+    what = (
+        f"<code>{escape(live.version)}</code> live on {escape(live.color)}"
+        if live is not None
+        else "nothing live"
+    )
+    notes = []
+    if host.lock:
+        notes.append(f"locked: {escape(host.lock)}")
+    if host.switch:
+        notes.append(escape(host.switch))
+    notes += [f"problem: {escape(p)}" for p in host.problems]
+    mark = "⚠️" if notes else "🟢"
+    extra = "".join(f"\n    {note}" for note in notes)
+    return f"{mark} {escape(host.name)}: {what}, epoch {host.epoch}{extra}"
