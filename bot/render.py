@@ -54,10 +54,20 @@ def help_text() -> str:
     return "\n".join(lines)
 
 
+# A reason quotes what a person typed; Telegram refuses a message over 4096 characters,
+# so a long argument must not turn a refusal into no answer at all.
+MAX_REASON = 300
+
+
+def clip(text: str, limit: int = MAX_REASON) -> str:
+    """`text`, cut to `limit` characters with an ellipsis saying so."""
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
 def bad_arguments(command: str, problem: str) -> str:
     example = COMMANDS[command][1].split(" · ")[0]
     return (
-        f"⚠️ {escape(problem)}\nUsage: <code>{escape(USAGE[command])}</code>, "
+        f"⚠️ {escape(clip(problem))}\nUsage: <code>{escape(USAGE[command])}</code>, "
         f"e.g. <code>{escape(example)}</code>"
     )
 
@@ -68,7 +78,7 @@ def whoami(user: User, roles: Iterable[Role]) -> str:
 
 
 def refused(reason: str) -> str:
-    return f"⛔ {escape(reason)}"
+    return f"⛔ {escape(clip(reason))}"
 
 
 DONE = {"lock": "locked", "unlock": "unlocked"}
