@@ -18,6 +18,11 @@ from bot.settings import BotSettings, Role
 from jobs.streams import AuditEntry, audit
 
 MEMBER = "member"  # any listed person, whatever the role
+# A group's replies are limited to about 20 a minute: someone who keeps sending refused
+# commands there hears the refusal once a minute (each is still audited), so they cannot
+# use up the replies the ops chat needs.
+REFUSAL_KEY = "greenlight:bot:refused:{chat}:{user}"
+REFUSAL_QUIET_SECONDS = 60
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
@@ -68,8 +73,14 @@ class Access(BaseMiddleware):
         if isinstance(event, CallbackQuery):
             await event.answer(reply or render.ops_chat_only(), show_alert=True)
         elif isinstance(event, Message) and reply is not None:
-            await event.answer(reply)
+            if chat.type == "private" or await asyncio.to_thread(self._first_lately, chat, user):
+                await event.answer(reply)
         return None
+
+    def _first_lately(self, chat: Chat, user: User) -> bool:
+        """Whether this is the person's first refusal in the group this minute."""
+        key = REFUSAL_KEY.format(chat=chat.id, user=user.id)
+        return bool(self.redis.set(key, 1, nx=True, ex=REFUSAL_QUIET_SECONDS))
 
 
 def _action(event: TelegramObject, data: dict[str, Any]) -> str:

@@ -777,3 +777,30 @@ async def test_no_secret_reaches_a_chat_or_a_log(
         assert secret not in logged, name
         for transcript in transcripts:
             assert secret not in transcript, name
+
+
+async def test_repeated_refusals_in_the_ops_chat_are_answered_once_a_minute(
+    people: People, r: redis.Redis
+) -> None:
+    """A group gets about 20 replies a minute; a stranger repeating refused commands
+    must not use them up. Each attempt is still audited; a private chat is always
+    answered (its limit is the person's own)."""
+    for text in ("/deploy shop v1.0.1", "/lock shop production x", "/status shop"):
+        await people.say_only(EVE, text, OPS)
+    for _ in range(2):
+        await people.say_only(DANA, "/lock shop production mine", OPS)
+    await handled(people)
+    assert [m["text"] for m in await people.bot_messages(OPS["id"])] == [
+        NOT_LISTED,
+        "⛔ This needs the admin role; you have: deployer.",
+    ]
+    assert [(e.who, e.action, e.result) for e in read_audit(r)] == [
+        ("tg:666", "deploy", "refused"),
+        ("tg:666", "lock", "refused"),
+        ("tg:666", "status", "refused"),
+        ("tg:1001", "lock", "refused"),
+        ("tg:1001", "lock", "refused"),
+    ]
+    for _ in range(2):
+        assert (await people.say(EVE, "/deploy shop v1.0.1", private(EVE)))["text"] == NOT_LISTED
+    assert_nothing_changed(r)
