@@ -72,15 +72,19 @@ class Access(BaseMiddleware):
         )
         if isinstance(event, CallbackQuery):
             await event.answer(reply or render.ops_chat_only(), show_alert=True)
-        elif isinstance(event, Message) and reply is not None:
-            if chat.type == "private" or await asyncio.to_thread(self._first_lately, chat, user):
-                await event.answer(reply)
+        elif (
+            isinstance(event, Message) and reply is not None and await self._may_answer(chat, user)
+        ):
+            await event.answer(reply)
         return None
 
-    def _first_lately(self, chat: Chat, user: User) -> bool:
-        """Whether this is the person's first refusal in the group this minute."""
+    async def _may_answer(self, chat: Chat, user: User) -> bool:
+        """Always in a private chat; in a group, the person's first refusal this minute."""
+        if chat.type == "private":
+            return True
         key = REFUSAL_KEY.format(chat=chat.id, user=user.id)
-        return bool(self.redis.set(key, 1, nx=True, ex=REFUSAL_QUIET_SECONDS))
+        first = await asyncio.to_thread(self.redis.set, key, 1, nx=True, ex=REFUSAL_QUIET_SECONDS)
+        return bool(first)
 
 
 def _action(event: TelegramObject, data: dict[str, Any]) -> str:

@@ -4,6 +4,10 @@ count, forged and stale buttons, malformed and look-alike arguments, commands fo
 bots. Each input gets the right refusal (or silence where answering is wrong), changes
 nothing (no record, no lease, no RQ job) and leaves the audit entry it should.
 
+Inputs that are not Greenlight's (another bot's command, a look-alike of a command, a
+channel post) get no answer and no audit entry: nobody addressed Greenlight, and an
+audit trail of other bots' traffic would bury the attempts that matter.
+
 Silence is proven, not waited for: updates are handled one at a time, so once a probe's
 later /whoami is answered, the input before it was handled and said nothing.
 """
