@@ -20,15 +20,9 @@ from jobs.records import RecordStore
 from jobs.streams import read_audit
 from tests.bot.chat import People
 from tests.bot.conftest import Users
-from tests.bot.running import running_bot
+from tests.bot.running import ADA, BOB, DANA, ELSEWHERE, EVE, OPS, running_bot
 from tests.jobs.test_api import make_spec
 
-OPS = {"id": -100500, "type": "supergroup", "title": "ops"}
-ELSEWHERE = {"id": -100777, "type": "supergroup", "title": "elsewhere"}
-DANA = {"id": 1001, "first_name": "Dana", "username": "dana"}  # deployer
-BOB = {"id": 1002, "first_name": "Bob", "username": "bob"}  # deployer, approver
-ADA = {"id": 1003, "first_name": "Ada", "username": "ada"}  # admin
-EVE = {"id": 666, "first_name": "Eve", "username": "eve"}  # not listed
 SPECS = {"shop": make_spec(promote="manual", promote_timeout=600)}
 
 
