@@ -154,10 +154,9 @@ async def serve(
             # A webhook left by an earlier run would make every getUpdates a 409.
             await bot.delete_webhook()
             polling = asyncio.create_task(dispatcher.start_polling(bot, handle_signals=False))
-            await asyncio.wait(
-                [polling, asyncio.create_task(stopping.wait())],
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            told = asyncio.create_task(stopping.wait())
+            await asyncio.wait([polling, told], return_when=asyncio.FIRST_COMPLETED)
+            told.cancel()
             if not polling.done():
                 await dispatcher.stop_polling()
             await polling

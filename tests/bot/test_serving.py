@@ -8,6 +8,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,7 +20,7 @@ import pytest
 import redis
 import yaml
 
-from bot.app import build_bot, serve
+from bot.app import StartupError, build_bot, serve
 from bot.emulator import Emulator
 from bot.settings import BotSettings, SettingsError, load_settings
 from bot.web import build_web_app
@@ -178,6 +179,29 @@ async def test_health_is_503_without_redis_or_without_the_bot(
             await runner.cleanup()
         assert status == 503 and body["status"] == "unavailable" and body["redis"] == want
         assert body["bot"] == ("running" if running else "not running")
+
+
+async def test_a_port_in_use_is_one_line_naming_the_variables(
+    emulator: Emulator, r: redis.Redis
+) -> None:
+    from deploy.spec import parse_spec
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = settings_for(emulator, GREENLIGHT_HTTP_PORT=port)
+        bot = build_bot(settings)
+        try:
+            with pytest.raises(StartupError) as caught:
+                await serve(settings, {"shop": parse_spec(SPEC)}, bot, r, asyncio.Event())
+        finally:
+            await bot.session.close()
+    assert str(caught.value) == (
+        f"cannot listen on 127.0.0.1:{port} (GREENLIGHT_HTTP_HOST, GREENLIGHT_HTTP_PORT): "
+        f"error while attempting to bind on address ('127.0.0.1', {port}): address already in use"
+    )
+    assert caught.value.exit_code == 2
 
 
 def test_the_http_server_binds_loopback_unless_told_otherwise() -> None:
