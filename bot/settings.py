@@ -76,6 +76,8 @@ class BotSettings(BaseSettings):
             if info.data.get("webhook_url"):
                 raise ValueError("is required when GREENLIGHT_WEBHOOK_URL is set")
             return None
+        if not info.data.get("webhook_url"):  # it would be ignored: long polling needs none
+            raise ValueError("is set but GREENLIGHT_WEBHOOK_URL is not; set both, or neither")
         # Telegram's rule for secret_token; the value itself is never repeated.
         if not WEBHOOK_SECRET.fullmatch(secret.get_secret_value()):
             raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")

@@ -718,8 +718,9 @@ async def test_no_secret_reaches_a_chat_or_a_log(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Secrets planted where the bot can reach them: its token, a webhook secret, the
-    registry password in the workers' environment, an SSH private key the spec names.
+    """Secrets planted where the bot can reach them: its token, the registry password in
+    the workers' environment, an SSH private key the spec names (the webhook secret is
+    test_serving's).
     Every hostile input, /status (which reads the key), /envs, /help and a deployment
     request run; no transcript (texts, earlier edits, button answers) and no log line
     holds any of them."""
@@ -746,10 +747,7 @@ async def test_no_secret_reaches_a_chat_or_a_log(
             },
         }
     )
-    webhook_secret = "planted-webhook-secret-0123456789"
-    settings = settings_for(
-        emulator, GREENLIGHT_STATUS_TIMEOUT=1, GREENLIGHT_WEBHOOK_SECRET=webhook_secret
-    )
+    settings = settings_for(emulator, GREENLIGHT_STATUS_TIMEOUT=1)
     specs = {"shop": spec, "ledger": make_spec("ledger")}
     # Sixty commands in a minute are over a group's 20 replies: pacing is not under test.
     await users.call("flood", count=0, pacing=False)
@@ -771,7 +769,6 @@ async def test_no_secret_reaches_a_chat_or_a_log(
     secrets = {
         "bot token": emulator.token,
         "bot token secret part": emulator.token.split(":", 1)[1],
-        "webhook secret": webhook_secret,
         "registry password": registry_password,
         "ssh key": key_body[len(key_body) // 2 :][:48],  # the private part, not the header
     }

@@ -142,6 +142,9 @@ async def test_webhook_mode_takes_updates_and_refuses_a_wrong_secret(
     logged = "\n".join(rec.getMessage() for rec in caplog.records)
     assert SECRET not in logged and SECRET[:-1] not in logged and "guess" not in logged
     assert emulator.token not in logged
+    for chat in (OPS, private(DANA)):
+        transcript = str(await People(users).messages(chat["id"]))
+        assert SECRET not in transcript and emulator.token not in transcript
     info = await emulator_call(emulator, "getWebhookInfo")
     assert info["url"] == url
 
@@ -227,6 +230,10 @@ def test_the_http_server_binds_loopback_unless_told_otherwise() -> None:
             },
             "GREENLIGHT_WEBHOOK_SECRET: Value error, must be 1-256 characters of A-Z",
         ),
+        (
+            {"GREENLIGHT_WEBHOOK_SECRET": "s3cret-without-a-url"},
+            "GREENLIGHT_WEBHOOK_SECRET: Value error, is set but GREENLIGHT_WEBHOOK_URL is not",
+        ),
         ({"GREENLIGHT_WEBHOOK_URL": "bot.example.com"}, "GREENLIGHT_WEBHOOK_URL: Value error"),
         ({"GREENLIGHT_HTTP_PORT": "99999"}, "GREENLIGHT_HTTP_PORT: Input should be less than"),
         ({"GREENLIGHT_STATUS_TIMEOUT": "0"}, "GREENLIGHT_STATUS_TIMEOUT: Input should be greater"),
@@ -238,7 +245,7 @@ def test_webhook_and_http_settings_fail_naming_the_variable(
     with pytest.raises(SettingsError) as caught:
         load_settings(GREENLIGHT_BOT_TOKEN="1:x", GREENLIGHT_OPS_CHAT=-1, **given)
     assert str(caught.value).startswith(problem)
-    assert "a b" not in str(caught.value)
+    assert "a b" not in str(caught.value) and "s3cret" not in str(caught.value)
 
 
 async def greenlight_bot(
