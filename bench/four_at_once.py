@@ -17,7 +17,7 @@ import httpx
 import redis
 from rq import Worker
 
-from bench.common import FAST, WHO, WORK, Figure, Report, fresh, median
+from bench.common import FAST, UNAPPROVED, WHO, WORK, Figure, Report, fresh, median
 from bench.workers import start_worker
 from deploy.events import DeployFinished, ListSink
 from deploy.pipeline import deploy
@@ -42,7 +42,7 @@ def apps_dir() -> Path:
     folder.mkdir(exist_ok=True)
     for app in ("sample", "ledger"):
         both = ("production", "staging")
-        specs.variant(HOSTS, folder / f"{app}.yml", app=app, envs=both, **FAST)
+        specs.variant(HOSTS, folder / f"{app}.yml", app=app, envs=both, **FAST, **UNAPPROVED)
     return folder
 
 

@@ -24,7 +24,19 @@ import httpx
 import redis
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
-from bench.common import FAST, WHO, WORK, Figure, Report, deploy_ok, fresh, load_at, median, spec
+from bench.common import (
+    FAST,
+    UNAPPROVED,
+    WHO,
+    WORK,
+    Figure,
+    Report,
+    deploy_ok,
+    fresh,
+    load_at,
+    median,
+    spec,
+)
 from bench.workers import start_worker
 from deploy.events import DeployFinished, Event, Kind, Metrics
 from deploy.spec import load_specs
@@ -308,12 +320,12 @@ async def run(report: Report) -> None:
     )
     connection = redis.Redis.from_url(REDIS_URL)
     connection.flushdb()
-    first = spec(HOSTS, "recovery-first", **FAST)
+    first = spec(HOSTS, "recovery-first", **FAST, **UNAPPROVED)
     url = first.environment(None).public_url
     configs = {}
     for phase in PHASES:
         window = WINDOW if phase == "monitor" else FAST["stability"]
-        spec(HOSTS, f"recovery-{phase}", drain=0.5, stability=window)
+        spec(HOSTS, f"recovery-{phase}", drain=0.5, stability=window, **UNAPPROVED)
         configs[phase] = WORK / f"recovery-{phase}.yml"
     trials: dict[str, list[Trial]] = {phase: [] for phase in PHASES}
     try:

@@ -21,7 +21,18 @@ from pathlib import Path
 import redis
 from rq import Worker
 
-from bench.common import FAST, WORK, Figure, Report, deploy_ok, fresh, median, spec, timed_deploy
+from bench.common import (
+    FAST,
+    UNAPPROVED,
+    WORK,
+    Figure,
+    Report,
+    deploy_ok,
+    fresh,
+    median,
+    spec,
+    timed_deploy,
+)
 from deploy.events import DeployFinished, Kind
 from deploy.probes import percentile
 from deploy.spec import load_specs
@@ -104,7 +115,7 @@ async def run(report: Report) -> None:
         "7. deployments on RQ workers (1 worker; 2 workers) vs in-process "
         f"(1 host, 1 s stability window, {RUNS} runs interleaved)"
     )
-    quick = spec(["h1"], "workers", **FAST)
+    quick = spec(["h1"], "workers", **FAST, **UNAPPROVED)
     config = WORK / "workers.yml"
     setups = {n: Setup(n, redis.Redis.from_url(url)) for n, url in SETUPS.items()}
     running = []

@@ -18,6 +18,11 @@ from bot.settings import BotSettings, Role
 from jobs.streams import AuditEntry, audit
 
 MEMBER = "member"  # any listed person, whatever the role
+# A group's replies are limited to about 20 a minute: someone who keeps sending refused
+# commands there hears the refusal once a minute (each is still audited), so they cannot
+# use up the replies the ops chat needs.
+REFUSAL_KEY = "greenlight:bot:refused:{chat}:{user}"
+REFUSAL_QUIET_SECONDS = 60
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
@@ -67,9 +72,19 @@ class Access(BaseMiddleware):
         )
         if isinstance(event, CallbackQuery):
             await event.answer(reply or render.ops_chat_only(), show_alert=True)
-        elif isinstance(event, Message) and reply is not None:
+        elif (
+            isinstance(event, Message) and reply is not None and await self._may_answer(chat, user)
+        ):
             await event.answer(reply)
         return None
+
+    async def _may_answer(self, chat: Chat, user: User) -> bool:
+        """Always in a private chat; in a group, the person's first refusal this minute."""
+        if chat.type == "private":
+            return True
+        key = REFUSAL_KEY.format(chat=chat.id, user=user.id)
+        first = await asyncio.to_thread(self.redis.set, key, 1, nx=True, ex=REFUSAL_QUIET_SECONDS)
+        return bool(first)
 
 
 def _action(event: TelegramObject, data: dict[str, Any]) -> str:

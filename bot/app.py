@@ -1,10 +1,13 @@
 """The bot's wiring: a Dispatcher with the access middleware and the handlers, and
-`run`, which long-polls the Bot API (GREENLIGHT_TELEGRAM_API) until stopped."""
+`run`, which checks the token with getMe, serves the HTTP endpoint (bot/web.py) and
+takes updates until stopped: by long polling (GREENLIGHT_TELEGRAM_API), or, when
+GREENLIGHT_WEBHOOK_URL is set, from Telegram's POSTs to that URL."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 
 import redis
@@ -13,7 +16,14 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.types import BotCommand
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramNetworkError,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
+from aiogram.types import BotCommand, User
+from aiohttp import web
 
 from bot import render
 from bot.access import Access
@@ -23,8 +33,12 @@ from bot.notify import Notifier
 from bot.progress import Outcomes, Progress
 from bot.retry import ObeyRetryAfter
 from bot.settings import BotSettings, SettingsError, load_settings
+from bot.web import build_web_app
 from deploy.spec import Spec, SpecError, load_specs
 from jobs.queue import connect
+
+STARTUP_TIMEOUT = 10  # seconds getMe may take before the Bot API counts as unreachable
+log = logging.getLogger("greenlight.bot")
 
 
 def build_dispatcher(
@@ -66,23 +80,125 @@ async def register_commands(bot: Bot) -> None:
     )
 
 
+class StartupError(Exception):
+    """Why the bot cannot start, in one line that never contains the token."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+async def check_bot(bot: Bot, settings: BotSettings) -> User:
+    """getMe: the token is one the Bot API accepts, and the Bot API answers at all."""
+    try:
+        return await bot.get_me(request_timeout=STARTUP_TIMEOUT)
+    except TelegramUnauthorizedError:
+        raise StartupError(
+            f"the Bot API at {settings.telegram_api} rejected GREENLIGHT_BOT_TOKEN "
+            "(401 Unauthorized): check the token (BotFather's /token)",
+            2,
+        ) from None
+    except (TelegramNetworkError, TelegramServerError, TimeoutError, OSError) as exc:
+        reason = _without(settings, str(exc) or type(exc).__name__)
+        raise StartupError(
+            f"cannot reach the Bot API at {settings.telegram_api} "
+            f"(GREENLIGHT_TELEGRAM_API): {reason}",
+            1,
+        ) from None
+
+
+def _without(settings: BotSettings, text: str) -> str:
+    """`text` with the token blanked out, whatever the library put in it."""
+    return text.replace(settings.token.get_secret_value(), "<GREENLIGHT_BOT_TOKEN>")
+
+
+async def serve(
+    settings: BotSettings,
+    specs: dict[str, Spec],
+    bot: Bot,
+    connection: redis.Redis,
+    stopping: asyncio.Event,
+    progress: Progress | None = None,
+) -> None:
+    """Take updates and serve HTTP until `stopping` is set; the progress consumer runs
+    meanwhile. Raises StartupError when the HTTP port cannot be bound or the Bot API
+    refuses the webhook."""
+    dispatcher = build_dispatcher(settings, connection, specs, progress)
+    polling: asyncio.Task[None] | None = None
+    webhook_set = False
+
+    def running() -> bool:
+        if settings.webhook_url:
+            return webhook_set and not stopping.is_set()
+        return polling is not None and not polling.done() and not stopping.is_set()
+
+    web_app = build_web_app(settings, connection, running, dispatcher, bot)
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        try:
+            await site.start()
+        except OSError as exc:
+            where = f"{settings.http_host}:{settings.http_port}"
+            raise StartupError(
+                f"cannot listen on {where} (GREENLIGHT_HTTP_HOST, GREENLIGHT_HTTP_PORT): "
+                f"{exc.strerror or exc}",
+                2,
+            ) from None
+        if settings.webhook_url and settings.webhook_secret is not None:
+            await dispatcher.emit_startup(bot=bot, **dispatcher.workflow_data)
+            try:
+                await bot.set_webhook(
+                    settings.webhook_url,
+                    secret_token=settings.webhook_secret.get_secret_value(),
+                    allowed_updates=dispatcher.resolve_used_update_types(),
+                )
+            except TelegramAPIError as exc:
+                raise StartupError(
+                    f"the Bot API refused GREENLIGHT_WEBHOOK_URL: {_without(settings, str(exc))}",
+                    2,
+                ) from None
+            webhook_set = True
+            log.info("taking updates at %s (webhook)", settings.webhook_url)
+            await stopping.wait()
+            await dispatcher.emit_shutdown(bot=bot, **dispatcher.workflow_data)
+        else:
+            # A webhook left by an earlier run would make every getUpdates a 409.
+            await bot.delete_webhook()
+            polling = asyncio.create_task(dispatcher.start_polling(bot, handle_signals=False))
+            told = asyncio.create_task(stopping.wait())
+            await asyncio.wait([polling, told], return_when=asyncio.FIRST_COMPLETED)
+            told.cancel()
+            if not polling.done():
+                await dispatcher.stop_polling()
+            await polling
+    finally:
+        await runner.cleanup()
+
+
 async def run(
     settings: BotSettings, specs: dict[str, Spec], outcomes: Outcomes | None = None
 ) -> None:
-    """Poll until stopped; the progress consumer runs beside polling, stopped with it."""
+    """Until SIGINT or SIGTERM. Raises StartupError when the bot cannot start."""
     bot = build_bot(settings)
-    connection = connect(settings.redis_url)
-    notifier = outcomes or Notifier(bot, settings)
-    progress = Progress(bot, connection, settings.ops_chat, notifier)
-    dispatcher = build_dispatcher(settings, connection, specs, progress)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
     try:
-        await dispatcher.start_polling(bot)
+        me = await check_bot(bot, settings)
+        log.info("signed in as @%s", me.username)
+        connection = connect(settings.redis_url)
+        progress = Progress(bot, connection, settings.ops_chat, outcomes or Notifier(bot, settings))
+        await serve(settings, specs, bot, connection, stopping, progress)
     finally:
         await bot.session.close()
 
 
 def main() -> int:
-    """`greenlight bot`: 2 with one line on stderr when a setting or the spec is wrong."""
+    """`greenlight bot`: one line on stderr and exit 2 when a setting, the spec or the
+    token is wrong; exit 1 when the Bot API cannot be reached."""
     try:
         settings = load_settings()
         specs = load_specs(settings.config)
@@ -90,5 +206,9 @@ def main() -> int:
         print(f"greenlight bot: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    asyncio.run(run(settings, specs))
+    try:
+        asyncio.run(run(settings, specs))
+    except StartupError as exc:
+        print(f"greenlight bot: {exc}", file=sys.stderr)
+        return exc.exit_code
     return 0

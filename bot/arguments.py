@@ -14,6 +14,12 @@ from deploy.spec import Spec
 MAX_HISTORY = 50
 
 
+def shown(word: str) -> str:
+    """A word quoted with anything outside ASCII spelled out (\\u0455, \\u200b), so a
+    look-alike or an invisible character is visible in the refusal."""
+    return ascii(word)
+
+
 class BadArguments(ValueError):
     """What is wrong with the words after the command."""
 
@@ -38,7 +44,7 @@ def _app(specs: dict[str, Spec], words: list[str]) -> tuple[str | None, Spec, li
 def _env(spec: Spec, word: str) -> str:
     if word not in spec.environments:
         known = ", ".join(sorted(spec.environments))
-        raise BadArguments(f"unknown environment {word!r} for {spec.app} (known: {known})")
+        raise BadArguments(f"unknown environment {shown(word)} for {spec.app} (known: {known})")
     return word
 
 
@@ -50,7 +56,8 @@ def _target(specs: dict[str, Spec], words: list[str]) -> tuple[str | None, str |
 
 
 def parse(command: str, text: str | None, specs: dict[str, Spec]) -> Arguments:
-    """The arguments of /deploy, /rollback, /history, /lock, /unlock, /cancel, /promote."""
+    """The arguments of /deploy, /rollback, /history, /lock, /unlock, /cancel, /promote,
+    /status."""
     words = (text or "").split()
     if command == "deploy":
         app, spec, rest = _app(specs, words)
@@ -72,8 +79,8 @@ def parse(command: str, text: str | None, specs: dict[str, Spec]) -> Arguments:
         if not rest:
             return Arguments(app=app, env=env)
         if not (rest[0].isascii() and rest[0].isdigit()) or not 1 <= int(rest[0]) <= MAX_HISTORY:
-            raise BadArguments(f"N must be a number from 1 to {MAX_HISTORY}, not {rest[0]!r}")
+            raise BadArguments(f"N must be a number from 1 to {MAX_HISTORY}, not {shown(rest[0])}")
         return Arguments(app=app, env=env, count=int(rest[0]))
-    if command in ("unlock", "cancel", "promote") and not rest:
+    if command in ("unlock", "cancel", "promote", "status") and not rest:
         return Arguments(app=app, env=env)
-    raise BadArguments(f"unexpected {' '.join(rest)!r}")
+    raise BadArguments(f"unexpected {shown(' '.join(rest))}")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import redis
 from aiogram import F, Router
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import TelegramAPIError, TelegramRetryAfter
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
 
@@ -157,6 +157,55 @@ async def steer(
         await message.answer(render.answer(command.command, answer, _where(specs, args)))
 
 
+async def status(
+    message: Message,
+    command: CommandObject,
+    redis: redis.Redis,
+    specs: dict[str, Spec],
+    settings: BotSettings,
+    who: str,
+) -> None:
+    """Answer at once with what Redis knows; the hosts' own word follows as an edit,
+    from a task of its own, so a silent host keeps nobody waiting."""
+    args = await _arguments(message, command, specs, redis, who)
+    if args is None:
+        return
+    try:
+        known = await asyncio.to_thread(api.summary, redis, specs, app=args.app, env=args.env)
+    except SpecError as exc:  # no default environment and none named
+        await message.answer(render.refused(str(exc)))
+        return
+    sent = await message.answer(render.status(known, None))
+    check = asyncio.create_task(_check_hosts(sent, known, specs, settings.status_timeout))
+    _CHECKS.add(check)
+    check.add_done_callback(_CHECKS.discard)
+
+
+_CHECKS: set[asyncio.Task[None]] = set()  # running host checks, kept from the collector
+EDIT_ATTEMPTS = 3
+
+
+async def _check_hosts(
+    sent: Message, known: api.TargetSummary, specs: dict[str, Spec], timeout: float
+) -> None:
+    try:
+        # Each host is bounded by `timeout`; the outer bound is for the SSH layer's close.
+        found = await asyncio.wait_for(
+            api.hosts(specs, app=known.app, env=known.env, timeout=timeout), timeout + 5
+        )
+        text = render.status(known, found)
+    except (TimeoutError, SpecError, OSError) as exc:
+        text = render.status_failed(known, str(exc) or type(exc).__name__)
+    for _ in range(EDIT_ATTEMPTS):
+        try:
+            await sent.edit_text(text)
+            return
+        except TelegramRetryAfter as exc:  # the chat's pace: wait as told, then edit
+            await asyncio.sleep(exc.retry_after)
+        except TelegramAPIError:  # deleted meanwhile, or not modified: nothing to do
+            return
+
+
 async def decide(
     query: CallbackQuery, callback_data: Decide, redis: redis.Redis, cards: Cards, who: str
 ) -> None:
@@ -222,6 +271,7 @@ def build_router() -> Router:
     router.message.register(envs, Command("envs"), flags={"role": MEMBER})
     router.message.register(history, Command("history"), flags={"role": MEMBER})
     router.message.register(deploy, Command("deploy"), flags={"role": Role.deployer})
+    router.message.register(status, Command("status"), flags={"role": MEMBER})
     for name, (role, _) in STEERING.items():
         router.message.register(steer, Command(name), flags={"role": role})
     router.callback_query.register(decide, Decide.filter(), flags={"role": Role.approver})

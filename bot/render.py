@@ -15,7 +15,8 @@ from bot.settings import Role
 from bot.view import ProgressView
 from deploy.events import DeployFinished, Metrics
 from deploy.pipeline import UNPLANNED
-from jobs.api import Answer, Target
+from deploy.status import EnvironmentStatus, HostStatus
+from jobs.api import Answer, Target, TargetSummary
 from jobs.records import WORDS, DeploymentRecord
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -26,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "unlock": ("lift a lock", "/unlock production"),
     "cancel": ("stop the deployment in progress", "/cancel · /cancel staging"),
     "promote": ("let a deployment held after smoke go live", "/promote"),
+    "status": ("what runs on each host, and what Greenlight is doing", "/status · /status staging"),
     "envs": ("apps, environments and their policy", "/envs"),
     "whoami": ("your Telegram id and roles", "/whoami"),
     "help": ("this list", "/help"),
@@ -38,6 +40,7 @@ USAGE: dict[str, str] = {
     "unlock": "/unlock [APP] [ENV]",
     "cancel": "/cancel [APP] [ENV]",
     "promote": "/promote [APP] [ENV]",
+    "status": "/status [APP] [ENV]",
 }
 
 
@@ -58,10 +61,20 @@ def help_text() -> str:
     return "\n".join(lines)
 
 
+# A reason quotes what a person typed; Telegram refuses a message over 4096 characters,
+# so a long argument must not turn a refusal into no answer at all.
+MAX_REASON = 300
+
+
+def clip(text: str, limit: int = MAX_REASON) -> str:
+    """`text`, cut to `limit` characters with an ellipsis saying so."""
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
 def bad_arguments(command: str, problem: str) -> str:
     example = COMMANDS[command][1].split(" · ")[0]
     return (
-        f"⚠️ {escape(problem)}\nUsage: <code>{escape(USAGE[command])}</code>, "
+        f"⚠️ {escape(clip(problem))}\nUsage: <code>{escape(USAGE[command])}</code>, "
         f"e.g. <code>{escape(example)}</code>"
     )
 
@@ -72,7 +85,7 @@ def whoami(user: User, roles: Iterable[Role]) -> str:
 
 
 def refused(reason: str) -> str:
-    return f"⛔ {escape(reason)}"
+    return f"⛔ {escape(clip(reason))}"
 
 
 DONE = {"lock": "locked", "unlock": "unlocked"}
@@ -165,10 +178,6 @@ OUTCOMES: dict[str, str] = dict(WORDS.items())
 
 def fits(text: str, limit: int) -> bool:
     return len(text.encode("utf-16-le")) // 2 <= limit
-
-
-def clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def duration(seconds: float | None) -> str:
@@ -384,3 +393,59 @@ def _who(view: ProgressView, who: str | None) -> str:
 
 def _clip(text: str, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def status(summary: TargetSummary, hosts: EnvironmentStatus | None) -> str:
+    """/status: what Redis knows at once, then the hosts' own word (None: still asking)."""
+    lines = [f"📊 <b>{escape(summary.app)}/{escape(summary.env)}</b>"]
+    current = summary.current
+    if current is not None:
+        phase = f", phase {escape(current.phase)}" if current.phase else ""
+        lines.append(
+            f"Now: {escape(current.kind)} of <code>{escape(current.version)}</code> "
+            f"{escape(WORDS[current.state])}{phase} (<code>{escape(current.id)}</code>, "
+            f"by {escape(current.requested_by)})"
+        )
+    else:
+        lines.append("Now: nothing in progress")
+    if summary.locked is not None:
+        lock = summary.locked
+        lines.append(f"🔒 locked by {escape(lock.who)}: {escape(lock.reason)}")
+    live = summary.last_live
+    lines.append(
+        f"Last release recorded live: <code>{escape(live.version)}</code> "
+        f"(<code>{escape(live.id)}</code>)"
+        if live is not None
+        else "Last release recorded live: none"
+    )
+    if hosts is None:
+        lines.append("⏳ checking hosts…")
+    else:
+        lines += [_host_line(host) for host in hosts.hosts]
+    return "\n".join(lines)
+
+
+def status_failed(summary: TargetSummary, problem: str) -> str:
+    """/status when the hosts could not be asked at all."""
+    first = status(summary, None).rsplit("\n", 1)[0]
+    return f"{first}\n⚠️ hosts not checked: {escape(problem)}"
+
+
+def _host_line(host: HostStatus) -> str:
+    if not host.reachable:
+        return f"🔴 {escape(host.name)}: unreachable: {escape(host.error or 'no reason given')}"
+    live = host.live
+    what = (
+        f"<code>{escape(live.version)}</code> live on {escape(live.color)}"
+        if live is not None
+        else "nothing live"
+    )
+    notes = []
+    if host.lock:
+        notes.append(f"locked: {escape(host.lock)}")
+    if host.switch:
+        notes.append(escape(host.switch))
+    notes += [f"problem: {escape(p)}" for p in host.problems]
+    mark = "⚠️" if notes else "🟢"
+    extra = "".join(f"\n    {note}" for note in notes)
+    return f"{mark} {escape(host.name)}: {what}, epoch {host.epoch}{extra}"

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError as UnreadableSetting
+
+WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 class Role(StrEnum):
@@ -36,6 +39,16 @@ class BotSettings(BaseSettings):
     four_eyes: bool = Field(True, alias="GREENLIGHT_FOUR_EYES")
     redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
     config: str | None = Field(None, alias="GREENLIGHT_CONFIG")
+    # /status answers at once from Redis, then waits at most this long for the hosts.
+    status_timeout: float = Field(5.0, gt=0, le=60, alias="GREENLIGHT_STATUS_TIMEOUT")
+    # Webhook mode when a URL is set (Telegram POSTs updates there); long polling otherwise.
+    webhook_url: str | None = Field(None, alias="GREENLIGHT_WEBHOOK_URL")
+    webhook_secret: SecretStr | None = Field(
+        None, alias="GREENLIGHT_WEBHOOK_SECRET", validate_default=True
+    )
+    # The bot's own HTTP server: /health, the webhook; loopback unless told otherwise.
+    http_host: str = Field("127.0.0.1", alias="GREENLIGHT_HTTP_HOST")
+    http_port: int = Field(8090, ge=0, le=65_535, alias="GREENLIGHT_HTTP_PORT")
 
     @field_validator("log_chat", mode="before")
     @classmethod
@@ -80,6 +93,27 @@ class BotSettings(BaseSettings):
             raise ValueError("false is not supported: the jobs API always wants a second person")
         return four_eyes
 
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, url: str | None) -> str | None:
+        if url is not None and urlsplit(url).scheme not in ("https", "http"):
+            raise ValueError("must be an https:// URL Telegram can reach")
+        return url or None
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, secret: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if secret is None:
+            if info.data.get("webhook_url"):
+                raise ValueError("is required when GREENLIGHT_WEBHOOK_URL is set")
+            return None
+        if not info.data.get("webhook_url"):  # it would be ignored: long polling needs none
+            raise ValueError("is set but GREENLIGHT_WEBHOOK_URL is not; set both, or neither")
+        # Telegram's rule for secret_token; the value itself is never repeated.
+        if not WEBHOOK_SECRET.fullmatch(secret.get_secret_value()):
+            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return secret
+
     def roles_of(self, user_id: int) -> frozenset[Role]:
         """A listed person's roles, admin expanded to all of them; empty for strangers."""
         roles = self.people.get(user_id, frozenset())
@@ -96,6 +130,8 @@ def load_settings(**overrides: object) -> BotSettings:
     except ValidationError as exc:
         first = exc.errors()[0]
         variable = str(first["loc"][0]) if first["loc"] else "settings"
+        known = BotSettings.model_fields.get(variable)  # a default checked: the field's name
+        variable = known.alias if known and known.alias else variable
         message = "is required" if first["type"] == "missing" else first["msg"]
         raise SettingsError(f"{variable}: {message}") from None
     except UnreadableSetting as exc:  # a JSON value that does not parse

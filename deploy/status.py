@@ -55,17 +55,26 @@ class EnvironmentStatus(BaseModel):
         return all(h.reachable for h in self.hosts)
 
 
-async def collect_status(spec: Spec, env_name: str | None, history: int = 10) -> EnvironmentStatus:
+async def collect_status(
+    spec: Spec, env_name: str | None, history: int = 10, host_timeout: float | None = None
+) -> EnvironmentStatus:
+    """Every host's state, read at once. With `host_timeout`, a host that has not
+    answered by then is reported unreachable with that reason, and the others still
+    count (the bot's /status must not wait on one silent host)."""
     env = spec.environment(env_name)
     layout = layout_for(spec, env)
 
     async def one(host: HostSpec) -> tuple[HostStatus, HostState | None]:
         executor = executor_for(host, env.ssh)
         try:
-            result = await executor.run(state_commands.read(layout, history))
+            async with asyncio.timeout(host_timeout):
+                result = await executor.run(state_commands.read(layout, history))
             state = parse_host_state(host.name, result.output)
         except HostError as exc:
             return HostStatus(name=host.name, reachable=False, error=exc.reason), None
+        except TimeoutError:
+            silent = f"no answer within {host_timeout:g} s"
+            return HostStatus(name=host.name, reachable=False, error=silent), None
         finally:
             await executor.close()
         return describe_host(state, env.name), state

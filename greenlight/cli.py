@@ -80,7 +80,9 @@ def parser() -> argparse.ArgumentParser:
     unlock.add_argument("--force", action="store_true", help="lift someone else's lock (audited)")
     trail = sub.add_parser("audit", help="the audit trail in Redis (REDIS_URL)")
     trail.add_argument("-n", type=int, default=50, help="how many entries (default 50)")
-    sub.add_parser("bot", help="run the Telegram bot (long polling; GREENLIGHT_* settings)")
+    sub.add_parser(
+        "bot", help="run the Telegram bot (long polling, or a webhook; GREENLIGHT_* settings)"
+    )
     worker = sub.add_parser("worker", help="run phase jobs from Redis (REDIS_URL)")
     worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
     breaker = sub.add_parser(

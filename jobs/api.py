@@ -27,6 +27,7 @@ from jobs.streams import AuditEntry, audit
 from jobs.work import CANCEL_KEY, drop_expiry, lease_holder, resume, schedule_expiry
 
 MAX_REASON = 200
+LIVE_LOOKBACK = 100  # requests searched for the last release recorded live
 
 
 class Answer(BaseModel):
@@ -63,6 +64,16 @@ class TargetStatus(BaseModel):
     hosts: EnvironmentStatus
     current: DeploymentRecord | None = None
     locked: Sticky | None = None
+
+
+class TargetSummary(BaseModel):
+    """What Redis alone knows of (app, environment), at once: no host is asked."""
+
+    app: str
+    env: str
+    current: DeploymentRecord | None = None
+    locked: Sticky | None = None
+    last_live: DeploymentRecord | None = None
 
 
 class Refusal(Exception):
@@ -275,6 +286,35 @@ async def status(
         current=RecordStore(connection).load(holder.deployment) if holder else None,
         locked=lease.sticky(),
     )
+
+
+def summary(
+    connection: redis.Redis, specs: dict[str, Spec], *, app: str | None, env: str | None
+) -> TargetSummary:
+    """The request holding (app, environment), its lock and the last release recorded
+    live, from Redis only. Raises SpecError for an unknown app or environment."""
+    spec, environment = _where(specs, app, env)
+    lease = Lease(connection, spec.app, environment.name)
+    holder = lease.holder()
+    store = RecordStore(connection)
+    recent = store.recent(spec.app, environment.name, LIVE_LOOKBACK)
+    current = store.load(holder.deployment) if holder else None
+    return TargetSummary(
+        app=spec.app,
+        env=environment.name,
+        current=current if current is not None and not current.final else None,
+        locked=lease.sticky(),
+        last_live=next((r for r in recent if r.state == "live"), None),
+    )
+
+
+async def hosts(
+    specs: dict[str, Spec], *, app: str | None, env: str | None, timeout: float | None = None
+) -> EnvironmentStatus:
+    """What each host of (app, environment) says over SSH; a host silent for `timeout`
+    seconds is reported unreachable. Raises SpecError for an unknown app or environment."""
+    spec, environment = _where(specs, app, env)
+    return await collect_status(spec, environment.name, host_timeout=timeout)
 
 
 def history(

@@ -48,9 +48,9 @@ max_latency: 1.0, paths: [/api/health/, /]}}
 thresholds: {{min_disk_mb: 200, min_memory_mb: 128}}
 drain: 2
 parallel: 10
-# One operator rehearses here; a real spec keeps the default (approval: required:
-# someone other than the requester approves each deployment).
-approval: none
+# Production keeps the default, `approval: required`: someone other than the requester
+# approves each deployment queued on the workers (the bot, `deploy --queue`); staging
+# says `approval: none` for itself.
 environments:
 """
 
@@ -70,6 +70,7 @@ SPEC_ENV = """\
 # What a staging environment overrides: everything of its own on the shared hosts (an
 # environment's proxy section replaces the top-level one whole).
 SPEC_APART = """\
+    approval: none
     app_dir: {app_dir}
     project: {project}
     ports: {{blue: {blue}, green: {green}}}

@@ -4,7 +4,6 @@ RQ queue, no workers) and in the audit trail."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,7 +11,6 @@ from typing import Any
 import pytest
 import redis
 
-from bot.app import build_bot, build_dispatcher
 from bot.buttons import Decide, Decision
 from bot.emulator import Emulator
 from bot.render import COMMANDS
@@ -20,16 +18,11 @@ from bot.settings import BotSettings
 from jobs.queue import job_id, queue
 from jobs.records import RecordStore
 from jobs.streams import read_audit
-from tests.bot.chat import People, until
+from tests.bot.chat import People
 from tests.bot.conftest import Users
+from tests.bot.running import ADA, BOB, DANA, ELSEWHERE, EVE, OPS, running_bot
 from tests.jobs.test_api import make_spec
 
-OPS = {"id": -100500, "type": "supergroup", "title": "ops"}
-ELSEWHERE = {"id": -100777, "type": "supergroup", "title": "elsewhere"}
-DANA = {"id": 1001, "first_name": "Dana", "username": "dana"}  # deployer
-BOB = {"id": 1002, "first_name": "Bob", "username": "bob"}  # deployer, approver
-ADA = {"id": 1003, "first_name": "Ada", "username": "ada"}  # admin
-EVE = {"id": 666, "first_name": "Eve", "username": "eve"}  # not listed
 SPECS = {"shop": make_spec(promote="manual", promote_timeout=600)}
 
 
@@ -52,28 +45,11 @@ async def people(
             "1003": ["admin"],
         },
     )
-    for chat in (OPS, ELSEWHERE):
-        await users.call("chat", **chat)
-    client = build_bot(settings)
-    dispatcher = build_dispatcher(settings, r, SPECS)
-    # One update at a time, so a later reply proves an earlier update got none.
-    polling = asyncio.create_task(
-        dispatcher.start_polling(
-            client, handle_signals=False, handle_as_tasks=False, polling_timeout=1
-        )
-    )
-
-    async def started() -> bool:
-        return bool(await client.get_my_commands())
-
-    await until(started, "the bot to register its commands")
-    menu = [c.command for c in await client.get_my_commands()]
-    assert menu == [*COMMANDS]
-    chats = People(users)
-    yield chats
-    await dispatcher.stop_polling()
-    await polling
-    await client.session.close()
+    async with running_bot(settings, users, r, SPECS) as client:
+        menu = [c.command for c in await client.get_my_commands()]
+        assert menu == [*COMMANDS]
+        chats = People(users)
+        yield chats
     for record in caplog.records:
         assert emulator.token not in record.getMessage()
     for chat_id in (OPS["id"], ELSEWHERE["id"], DANA["id"], BOB["id"], ADA["id"], EVE["id"]):

@@ -101,7 +101,8 @@ def test_arguments_with_one_app(command: str, words: str, parsed: Arguments) -> 
         ("cancel", "", "name the app first: ledger, shop"),
         ("cancel", "ledger staging now", "unexpected 'now'"),
         ("history", "shop 0", "N must be a number from 1 to 50, not '0'"),
-        ("history", "shop ５", "N must be a number from 1 to 50, not '５'"),
+        # a look-alike is spelled out, so the refusal shows what is wrong with it
+        ("history", "shop ５", "N must be a number from 1 to 50, not '\\uff15'"),
         ("lock", "shop staging", "say why: a lock needs a reason others can read"),
     ],
 )

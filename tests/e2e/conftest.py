@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Short windows so the suite stays fast; `slow` keeps the test bed's own 10 s window.
 FAST = {"stability": {"duration": 1, "interval": 0.5}, "drain": 0.5}
+# The generated spec has production wait for a second person's approval; tests that
+# queue production deployments for other reasons say so with this.
+UNAPPROVED = {"approval": "none"}
 
 
 @dataclass

@@ -8,6 +8,7 @@ import json
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import testbed
 from testbed import specs
@@ -17,11 +18,11 @@ from tests.e2e.conftest import FAST, Bed, assert_served
 HOSTS = ("h1", "h2")
 
 
-def apps_dir(bed: Bed) -> Path:
+def apps_dir(bed: Bed, **overrides: Any) -> Path:
     folder = bed.tmp / "apps"
     folder.mkdir()
     for app in ("sample", "ledger"):
-        specs.variant(HOSTS, folder / f"{app}.yml", app=app, **FAST)
+        specs.variant(HOSTS, folder / f"{app}.yml", app=app, **FAST, **overrides)
     return folder
 
 

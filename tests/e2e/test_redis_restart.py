@@ -17,7 +17,7 @@ import redis
 from jobs.lease import Lease
 from jobs.records import RecordStore
 from jobs.streams import read_audit, read_events
-from tests.e2e.conftest import FAST, Bed, assert_served
+from tests.e2e.conftest import FAST, UNAPPROVED, Bed, assert_served
 from tests.e2e.test_workers import assert_nothing_left, requested_id, start_worker
 from tests.redis_server import RedisServer
 
@@ -37,7 +37,7 @@ def private_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[R
 def test_a_redis_crash_mid_deployment_loses_nothing(
     bed: Bed, private_redis: RedisServer, when: str
 ) -> None:
-    spec = bed.spec(**{**FAST, "stability": {"duration": 6, "interval": 1}})
+    spec = bed.spec(**{**FAST, "stability": {"duration": 6, "interval": 1}}, **UNAPPROVED)
     worker = start_worker(spec)
     try:
         assert bed.greenlight("deploy", "v1.0.0", "--queue", config=spec).code == 0

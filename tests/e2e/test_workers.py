@@ -22,7 +22,7 @@ from jobs.lease import Lease
 from jobs.queue import queue
 from jobs.records import RecordStore
 from jobs.streams import read_audit, read_events
-from tests.e2e.conftest import FAST, ROOT, Bed, assert_served, cli_env
+from tests.e2e.conftest import FAST, ROOT, UNAPPROVED, Bed, assert_served, cli_env
 from tests.e2e.test_apps import apps_dir, live
 
 REDIS_URL = "redis://127.0.0.1:6379/2"  # the test bed's Redis, a database of its own
@@ -66,7 +66,7 @@ def fresh_redis(monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
 @pytest.fixture
 def workers(bed: Bed, fresh_redis: redis.Redis) -> Iterator[tuple[Path, redis.Redis]]:
     """One worker process for the test's spec; Redis emptied first."""
-    spec = bed.spec(**FAST)
+    spec = bed.spec(**FAST, **UNAPPROVED)
     with running_workers(spec):
         yield spec, fresh_redis
 
@@ -192,7 +192,7 @@ def test_ctrl_c_while_following_rolls_back_a_switched_release(
 ) -> None:
     spec, connection = workers
     assert bed.greenlight("deploy", "v1.0.0", "--queue", config=spec).code == 0
-    window = bed.spec(name="window", stability={"duration": 30, "interval": 1})
+    window = bed.spec(name="window", stability={"duration": 30, "interval": 1}, **UNAPPROVED)
     # the worker reads its own spec; the window is the same file's, rewritten
     spec.write_text(window.read_text())
     with bed.load("h1") as load:
@@ -218,7 +218,9 @@ def test_a_worker_killed_mid_deployment_is_noticed_and_production_recovered(
 ) -> None:
     spec, connection = workers
     assert bed.greenlight("deploy", "v1.0.0", "--queue", config=spec).code == 0
-    spec.write_text(bed.spec(name="w", stability={"duration": window, "interval": 1}).read_text())
+    spec.write_text(
+        bed.spec(name="w", stability={"duration": window, "interval": 1}, **UNAPPROVED).read_text()
+    )
     doomed = start_worker(spec)  # a second worker; then every worker there is dies at once
     with bed.load("h1") as load:
         running = bed.start("deploy", "v1.0.1", "--queue", config=spec)
@@ -294,7 +296,7 @@ def test_manual_promotion_holds_the_verified_colour_until_promoted(
 ) -> None:
     spec, connection = workers
     assert bed.greenlight("deploy", "v1.0.0", "--queue", config=spec).code == 0
-    spec.write_text(bed.spec(name="gate", promote="manual", **FAST).read_text())
+    spec.write_text(bed.spec(name="gate", promote="manual", **FAST, **UNAPPROVED).read_text())
     with bed.load("h1") as load:
         running = bed.start("deploy", "v1.0.1", "--queue", config=spec)
         running.wait_for(r"awaits promotion")
@@ -317,7 +319,9 @@ def test_a_held_deployment_aborted_or_timed_out_is_torn_down(
     assert bed.greenlight("deploy", "v1.0.0", "--queue", config=spec).code == 0
     wait = 3 if how == "timeout" else 600
     spec.write_text(
-        bed.spec(name="gate", promote="manual", promote_timeout=wait, **FAST).read_text()
+        bed.spec(
+            name="gate", promote="manual", promote_timeout=wait, **FAST, **UNAPPROVED
+        ).read_text()
     )
     with bed.load("h1") as load:
         running = bed.start("deploy", "v1.0.1", "--queue", config=spec)
@@ -356,7 +360,7 @@ def test_a_queued_rollback_after_failed_candidates_lands_on_the_last_good_releas
 
 def test_two_apps_at_once_on_two_workers_both_go_live(bed: Bed, fresh_redis: redis.Redis) -> None:
     connection = fresh_redis
-    config = apps_dir(bed)
+    config = apps_dir(bed, **UNAPPROVED)
     with running_workers(config, count=2):  # the two deployments run side by side
         both = [
             bed.start("deploy", version, "--queue", "--app", app, config=config)

@@ -1,0 +1,66 @@
+"""The real bot (aiogram, long polling) against the emulator, for a block: the settings
+and specs a test needs, one update at a time so a later reply proves an earlier update
+got none."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis
+from aiogram import Bot
+
+from bot.app import build_bot, build_dispatcher
+from bot.emulator import Emulator
+from bot.settings import BotSettings
+from deploy.spec import Spec
+from tests.bot.chat import until
+from tests.bot.conftest import Users
+
+OPS = {"id": -100500, "type": "supergroup", "title": "ops"}
+ELSEWHERE = {"id": -100777, "type": "supergroup", "title": "elsewhere"}
+CHANNEL = {"id": -100900, "type": "channel", "title": "news"}
+DANA = {"id": 1001, "first_name": "Dana", "username": "dana"}  # deployer
+BOB = {"id": 1002, "first_name": "Bob", "username": "bob"}  # deployer, approver
+ADA = {"id": 1003, "first_name": "Ada", "username": "ada"}  # admin
+CARL = {"id": 1004, "first_name": "Carl", "username": "carl"}  # approver only
+EVE = {"id": 666, "first_name": "Eve", "username": "eve"}  # not listed
+PEOPLE = {"1001": ["deployer"], "1002": ["deployer", "approver"], "1003": ["admin"]}
+
+
+def settings_for(emulator: Emulator, **more: Any) -> BotSettings:
+    return BotSettings(
+        GREENLIGHT_BOT_TOKEN=emulator.token,
+        GREENLIGHT_TELEGRAM_API=emulator.url,
+        GREENLIGHT_OPS_CHAT=OPS["id"],
+        GREENLIGHT_PEOPLE={**PEOPLE, "1004": ["approver"]},
+        **more,
+    )
+
+
+@asynccontextmanager
+async def running_bot(
+    settings: BotSettings, users: Users, r: redis.Redis, specs: dict[str, Spec]
+) -> AsyncIterator[Bot]:
+    for chat in (OPS, ELSEWHERE, CHANNEL):
+        await users.call("chat", **chat)
+    client = build_bot(settings)
+    dispatcher = build_dispatcher(settings, r, specs)
+    polling = asyncio.create_task(
+        dispatcher.start_polling(
+            client, handle_signals=False, handle_as_tasks=False, polling_timeout=1
+        )
+    )
+
+    async def started() -> bool:
+        return bool(await client.get_my_commands())
+
+    try:
+        await until(started, "the bot to register its commands")
+        yield client
+    finally:
+        await dispatcher.stop_polling()
+        await polling
+        await client.session.close()
