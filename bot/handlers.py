@@ -22,7 +22,7 @@ from bot import render, steering
 from bot.access import MEMBER
 from bot.arguments import Arguments, BadArguments, parse
 from bot.buttons import Card, Cards, Decide, Decision, decision_buttons
-from bot.names import remember
+from bot.names import names_of, remember
 from bot.progress import ProgressStore
 from bot.settings import BotSettings, Role
 from deploy.spec import Spec, SpecError, choose_app
@@ -79,7 +79,9 @@ async def history(
         except SpecError as exc:  # no default environment and none named
             await message.answer(render.refused(str(exc)))
             return
-        await message.answer(render.history(_where(specs, args), records))
+        people = [p for r in records for p in (r.requested_by, r.approved_by)]
+        names = await asyncio.to_thread(names_of, redis, people)
+        await message.answer(render.history(_where(specs, args), records, names))
 
 
 async def deploy(

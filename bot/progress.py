@@ -342,8 +342,15 @@ class Progress:
         record = await asyncio.to_thread(RecordStore(self.redis).load, deployment)
         if record is None or view.finished is None:
             return
+        # The people as the chat knows them (@bob), not as the jobs API does (tg:1002).
+        named = record.model_copy(
+            update={
+                "requested_by": view.names.get(record.requested_by, record.requested_by),
+                "approved_by": view.names.get(record.approved_by or "", record.approved_by),
+            }
+        )
         try:
-            await self.outcomes.finished(record, view.finished, view.metrics)
+            await self.outcomes.finished(named, view.finished, view.metrics)
         except Exception:  # a notification's failure must not stop progress
             log.exception("progress: the outcome hook failed for %s", deployment)
 

@@ -121,15 +121,24 @@ def decided(action: str, by: User) -> str:
     return f"{verdict} by {person(by)}"
 
 
-def history(where: str, records: list[DeploymentRecord]) -> str:
+def history(
+    where: str, records: list[DeploymentRecord], names: dict[str, str] | None = None
+) -> str:
+    """The last requests; people by the names the chat knows them by, where known."""
     if not records:
         return f"No requests to {escape(where)} yet."
+    names = names or {}
     lines = [f"<b>{escape(where)}</b>, newest first:"]
     for r in records:
-        approved = f", approved by {escape(r.approved_by)}" if r.approved_by else ""
+        approved = (
+            f", approved by {escape(names.get(r.approved_by, r.approved_by))}"
+            if r.approved_by
+            else ""
+        )
         lines.append(
             f"<code>{escape(r.id)}</code> {escape(r.kind)} {escape(r.version)} "
-            f"{escape(WORDS[r.state])} (by {escape(r.requested_by)}{approved})"
+            f"{escape(WORDS[r.state])} (by {escape(names.get(r.requested_by, r.requested_by))}"
+            f"{approved})"
         )
     return "\n".join(lines)
 

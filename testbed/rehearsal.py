@@ -30,7 +30,7 @@ import aiohttp
 import redis
 
 from bot.emulator import Emulator, running_emulator
-from jobs.records import RecordStore
+from jobs.records import WORDS, RecordStore
 from testbed import paths
 
 REDIS_URL = f"redis://127.0.0.1:{paths.REDIS_PORT}/7"  # the rehearsal's own database
@@ -193,6 +193,13 @@ async def deploy(chat: Chat, records: RecordStore, version: str, quiet: bool = F
         return last[0].state if done else None
 
     state: str = await until(final, f"{version} to finish", DEADLINE)
+
+    async def shown() -> bool:
+        """The card, now the progress message, says how it ended (edits are paced)."""
+        now = next(m for m in await chat.messages(OPS) if m["message_id"] == card["message_id"])
+        return WORDS[state] in (now["text"] or "")
+
+    await until(shown, f"the progress message to say {version} {WORDS[state]}", 60)
     await chat.quiet()
     return state
 
