@@ -36,7 +36,7 @@ from jobs import api
 from jobs.lease import Lease
 from jobs.records import DeploymentRecord, RecordStore
 from jobs.streams import EVENTS_KEY, append_event, read_audit
-from jobs.work import CANCEL_KEY, lease_holder
+from jobs.work import CANCEL_KEY, expire, lease_holder
 from tests.bot.chat import Message, People, until
 from tests.bot.conftest import Users
 from tests.bot.test_bot import ADA, BOB, DANA, EVE, OPS, SPECS, button, trail
@@ -310,6 +310,15 @@ async def test_a_rejected_card_ends_saying_so(ops: Ops) -> None:
     card = await ops.people.say(DANA, "/deploy v1.0.2", OPS)
     await ops.people.press(ADA, OPS["id"], card, button(card, "Reject"))
     done = await ops.reads(card["message_id"], "was rejected by @ada")
+    assert done["buttons"] == []
+    assert len(await ops.bot_messages()) == 1
+
+
+async def test_an_unapproved_request_expires_and_its_card_says_so(ops: Ops) -> None:
+    card = await ops.people.say(DANA, "/deploy v1.0.2", OPS)
+    deployment = RecordStore(ops.r).recent("shop", "production")[0].id
+    expire(ops.r, deployment, "awaiting_approval", 600)  # what RQ's scheduler runs then
+    done = await ops.reads(card["message_id"], "was cancelled", "no approval within 600 s")
     assert done["buttons"] == []
     assert len(await ops.bot_messages()) == 1
 
