@@ -3,23 +3,62 @@
 A pure function of the window's Metrics events. matplotlib draws off-screen (Agg) on
 a Figure of its own, never through pyplot's global state, so charts drawn at the same
 time in one process cannot mix, and nothing is written to disk.
+
+The bot draws in a short-lived child process (`draw`, which runs `python -m bot.chart`):
+matplotlib and numpy would otherwise stay in the bot's memory for good, about a third
+of it, for one picture per deployment.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
+import sys
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from pydantic import BaseModel, TypeAdapter
 
 from deploy.events import Metrics
 
 WIDTH_IN, HEIGHT_IN, DPI = 8.0, 4.0, 100
+DRAW_TIMEOUT = 60  # seconds; a chart is drawn in well under one
+
+
+class Request(BaseModel):
+    """What the child process reads on stdin."""
+
+    title: str
+    metrics: list[Metrics]
+
+
+async def draw(metrics: list[Metrics], title: str) -> bytes:
+    """`stability_chart` in a child process; its PNG bytes."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.chart",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    request = Request(title=title, metrics=metrics).model_dump_json().encode()
+    try:
+        png, errors = await asyncio.wait_for(child.communicate(request), DRAW_TIMEOUT)
+    except TimeoutError:
+        child.kill()
+        await child.wait()
+        raise RuntimeError(f"drawing the chart took over {DRAW_TIMEOUT} s") from None
+    if child.returncode != 0:
+        last = errors.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"drawing the chart failed ({child.returncode}): {last[0]}")
+    return png
 
 
 def stability_chart(metrics: list[Metrics], title: str) -> bytes:
     """p50 and p95 latency per interval against seconds into the window; intervals that
     saw errors are marked in red with their count. PNG bytes, 800x400."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     ordered = sorted(metrics, key=lambda m: m.interval)
     seconds = [_seconds(m) for m in ordered]
     p50 = [m.figures.p50_ms for m in ordered]
@@ -77,3 +116,13 @@ def _seconds(metrics: Metrics) -> float:
     # `elapsed` counts from the window's start; events from before it existed fall
     # back to the interval's number.
     return metrics.figures.elapsed or float(metrics.interval)
+
+
+def main() -> None:
+    """`python -m bot.chart`: a Request as JSON on stdin, the PNG on stdout."""
+    request = TypeAdapter(Request).validate_json(sys.stdin.buffer.read())
+    sys.stdout.buffer.write(stability_chart(request.metrics, request.title))
+
+
+if __name__ == "__main__":
+    main()

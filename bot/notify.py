@@ -28,8 +28,7 @@ from aiogram.exceptions import TelegramAPIError, TelegramRetryAfter
 from aiogram.types import BufferedInputFile, Message
 from pydantic import BaseModel
 
-from bot import render
-from bot.chart import stability_chart
+from bot import chart, render
 from bot.settings import BotSettings
 from deploy.events import DeployFinished, Metrics, Redactor
 from deploy.settings import EngineSettings
@@ -144,7 +143,7 @@ class Notifier:
 
     async def _send_chart(self, record: DeploymentRecord, metrics: list[Metrics]) -> None:
         title = f"{record.app}/{record.env} {render.version_of(record)}: stability window"
-        png = await asyncio.to_thread(stability_chart, metrics, title)
+        png = await chart.draw(metrics, title)
         photo = BufferedInputFile(png, _file_name(record.id, "png"))
         caption = render.chart_caption(record, metrics)
         send = partial(self.bot.send_photo, self.ops_chat, photo, caption=caption)

@@ -221,12 +221,12 @@ async def test_history_lists_the_last_requests(people: People, r: redis.Redis) -
     reply = await people.say(DANA, "/history staging 1", OPS)
     assert reply["text"].splitlines() == [
         "shop/staging, newest first:",
-        f"{staging.id} deploy v1.0.1 is queued (by tg:1001)",
+        f"{staging.id} deploy v1.0.1 is queued (by @dana)",
     ]
     reply = await people.say(DANA, "/history", OPS)
     assert reply["text"].splitlines() == [
         "shop/production, newest first:",
-        f"{production.id} deploy v1.0.3 is queued (by tg:1001, approved by tg:1002)",
+        f"{production.id} deploy v1.0.3 is queued (by @dana, approved by @bob)",
     ]
     bad = await people.say(DANA, "/history staging lots", OPS)
     assert bad["text"].startswith("⚠️ N must be a number from 1 to 50, not 'lots'")
