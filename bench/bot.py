@@ -80,7 +80,7 @@ async def run(report: Report) -> None:
             await chat.control("chat", **room)
         with rehearsal.processes(emulator, logs, REDIS_URL) as started:
             await chat.say(rehearsal.DANA, "/help")
-            bot_pid = started["bot"].pid
+            bot_pid = started.running["bot"].pid
             idle = rss_mb(bot_pid)
             before = await chat.control("counters")
             samples: list[float] = []

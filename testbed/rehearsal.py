@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -141,43 +142,69 @@ async def until(check: Callable[[], Awaitable[Any]], what: str, seconds: float) 
         await asyncio.sleep(0.2)
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Processes:
+    """`greenlight worker` and `greenlight bot`, each in a session of its own (so each
+    can be stopped or killed whole), logging to `<logs>/<role>.log`."""
+
+    def __init__(self, emulator: Emulator, logs: Path, redis_url: str = REDIS_URL) -> None:
+        self.logs = logs
+        self.env = os.environ | {
+            "REDIS_URL": redis_url,
+            "GREENLIGHT_CONFIG": str(config()),
+            "GREENLIGHT_BOT_TOKEN": emulator.token,
+            "GREENLIGHT_TELEGRAM_API": emulator.url,
+            "GREENLIGHT_OPS_CHAT": str(OPS["id"]),
+            "GREENLIGHT_LOG_CHAT": str(LOG["id"]),
+            "GREENLIGHT_CHANNEL": str(CHANNEL["id"]),
+            "GREENLIGHT_PEOPLE": json.dumps(PEOPLE),
+            # /health on a port of its own, so a bot already running here is no obstacle
+            "GREENLIGHT_HTTP_HOST": "127.0.0.1",
+            "GREENLIGHT_HTTP_PORT": str(free_port()),
+        }
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, role: str) -> subprocess.Popen[bytes]:
+        with (self.logs / f"{role}.log").open("ab") as log:
+            self.running[role] = subprocess.Popen(
+                [sys.executable, "-m", "greenlight", role],
+                cwd=paths.REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self.running[role]
+
+    def stop(self, role: str, how: signal.Signals = signal.SIGTERM) -> None:
+        process = self.running.pop(role)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, how)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 @contextlib.contextmanager
-def processes(
-    emulator: Emulator, logs: Path, redis_url: str = REDIS_URL
-) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
-    """`greenlight worker` and `greenlight bot`, each in a session of its own, by role."""
-    env = os.environ | {
-        "REDIS_URL": redis_url,
-        "GREENLIGHT_CONFIG": str(config()),
-        "GREENLIGHT_BOT_TOKEN": emulator.token,
-        "GREENLIGHT_TELEGRAM_API": emulator.url,
-        "GREENLIGHT_OPS_CHAT": str(OPS["id"]),
-        "GREENLIGHT_LOG_CHAT": str(LOG["id"]),
-        "GREENLIGHT_CHANNEL": str(CHANNEL["id"]),
-        "GREENLIGHT_PEOPLE": json.dumps(PEOPLE),
-    }
-    started: dict[str, subprocess.Popen[bytes]] = {}
+def processes(emulator: Emulator, logs: Path, redis_url: str = REDIS_URL) -> Iterator[Processes]:
+    """A worker and the bot for the length of the block; stopped (SIGTERM) at its end."""
+    started = Processes(emulator, logs, redis_url)
+    for role in ("worker", "bot"):
+        (logs / f"{role}.log").unlink(missing_ok=True)
     try:
-        for role in ("worker", "bot"):
-            with (logs / f"{role}.log").open("wb") as log:
-                started[role] = subprocess.Popen(
-                    [sys.executable, "-m", "greenlight", role],
-                    cwd=paths.REPO,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+        started.start("worker")
+        started.start("bot")
         yield started
     finally:
-        for process in started.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in started.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        for role in list(started.running):
+            started.stop(role)
 
 
 async def deploy(chat: Chat, records: RecordStore, version: str, quiet: bool = False) -> str:

@@ -21,7 +21,7 @@ from deploy.spec import load_specs
 from jobs.records import DeploymentRecord, RecordStore
 from tests.bot.chat import Message, People
 from tests.bot.conftest import Users
-from tests.e2e.conftest import FAST, Bed
+from tests.e2e.conftest import FAST, UNAPPROVED, Bed
 from tests.e2e.test_workers import REDIS_URL, fresh_redis, running_workers
 
 __all__ = ["fresh_redis"]  # the fixture, used by name
@@ -41,7 +41,7 @@ async def within(check: Callable[[], Awaitable[Any]], what: str) -> Any:
 
 @pytest.fixture
 async def chat(bed: Bed, fresh_redis: redis.Redis) -> AsyncIterator[tuple[People, Users, Path]]:
-    spec = bed.spec(**FAST)
+    spec = bed.spec(**FAST, **UNAPPROVED)  # approval has its own tests
     async with running_emulator() as emulator, aiohttp.ClientSession() as session:
         users = Users(emulator, session)
         await users.call("chat", **OPS)
