@@ -177,6 +177,11 @@ async def status(
     except SpecError as exc:  # no default environment and none named
         await message.answer(render.refused(str(exc)))
         return
+    if known.current is not None:  # the person as the chat knows them (@dana)
+        by = known.current.requested_by
+        names = await asyncio.to_thread(names_of, redis, [by])
+        current = known.current.model_copy(update={"requested_by": names.get(by, by)})
+        known = known.model_copy(update={"current": current})
     sent = await message.answer(render.status(known, None))
     check = asyncio.create_task(_check_hosts(sent, known, specs, settings.status_timeout))
     _CHECKS.add(check)

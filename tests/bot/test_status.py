@@ -100,7 +100,7 @@ async def test_status_answers_at_once_then_names_each_hosts_problem(
         reply = await people.say(DANA, "/status staging", OPS)
         assert reply["text"].splitlines() == [  # h1 answers nothing for a second
             "📊 shop/staging",
-            f"Now: deploy of v1.0.2 is queued ({current}, by tg:1001)",
+            f"Now: deploy of v1.0.2 is queued ({current}, by @dana)",
             f"Last release recorded live: v1.0.1 ({earlier})",
             "⏳ checking hosts…",
         ]
