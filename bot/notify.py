@@ -97,9 +97,10 @@ class Notifier:
         try:
             if event.outcome == "live" and record.kind == "deploy":
                 await self._announce(record, event)
-            elif event.outcome == "live":
+            elif event.outcome == "live":  # a rollback someone asked for: ops and log chats
                 took = _took(record, event)
-                await self._send_text(self.ops_chat, render.went_back(record, took))
+                for chat in self._ops_and_log():
+                    await self._send_text(chat, render.went_back(record, took))
             else:
                 await self._report_failure(record, event)
         except Exception:  # a notification lost is bad; the event consumer stopped is worse
@@ -110,6 +111,9 @@ class Notifier:
             except Exception:
                 log.exception("the stability chart of %s failed", record.id)
 
+    def _ops_and_log(self) -> list[int]:
+        return [self.ops_chat] + ([self.log_chat] if self.log_chat is not None else [])
+
     async def _announce(self, record: DeploymentRecord, event: DeployFinished) -> None:
         if self.channel is not None:
             await self._send_text(self.channel, render.announcement(record, _took(record, event)))
@@ -118,7 +122,7 @@ class Notifier:
         back_on = None
         if event.outcome == "rolled_back" and record.deployment is not None:
             back_on = record.deployment.previous_version
-        chats = [self.ops_chat] + ([self.log_chat] if self.log_chat is not None else [])
+        chats = self._ops_and_log()
         text = render.failure(record, event, back_on)
         if render.fits_inline(event) and render.fits(text, render.TEXT_LIMIT):
             for chat in chats:
