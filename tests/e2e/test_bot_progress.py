@@ -19,7 +19,7 @@ from bot.progress import Progress
 from bot.settings import BotSettings
 from deploy.spec import load_specs
 from jobs.records import DeploymentRecord, RecordStore
-from tests.bot.chat import Message, People
+from tests.bot.chat import Message, People, until
 from tests.bot.conftest import Users
 from tests.e2e.conftest import FAST, UNAPPROVED, Bed
 from tests.e2e.test_workers import REDIS_URL, fresh_redis, running_workers
@@ -82,8 +82,16 @@ async def test_a_deployment_on_a_worker_is_followed_in_one_message_and_rolled_ba
 ) -> None:
     people, users, spec = chat
     for version in ("v1.0.0", "v1.0.1"):
-        reply = await people.say(DANA, f"/deploy {version}", OPS)
-        assert "queued as" in reply["text"], reply["text"]
+        await people.say_only(DANA, f"/deploy {version}", OPS)
+
+        async def replied(version: str = version) -> bool:
+            # The reply and the progress message may arrive in either order.
+            sent = await people.bot_messages(OPS["id"])
+            return any(
+                m["text"].startswith(f"✅ deploy queued as production-{version}-") for m in sent
+            )
+
+        await until(replied, f"the reply to /deploy {version}")
         deployment = RecordStore(fresh_redis).recent("sample", "production")[0].id
         done = await followed_to(people, deployment, "✅ is live")
 
