@@ -34,7 +34,7 @@ from bot.pace import CountSends, Pace
 from bot.steering import Handles, steering_buttons
 from bot.view import SHOWN, ProgressView, apply, later, new_view
 from deploy.events import EVENTS, DeployFinished, Metrics, RequestChanged
-from jobs.records import DeploymentRecord, RecordStore
+from jobs.records import DeploymentRecord, RecordStore, watched
 from jobs.streams import EVENTS_KEY
 
 log = logging.getLogger(__name__)
@@ -81,20 +81,15 @@ class ProgressStore:
         """Read, change and write a view atomically (WATCH); `also` adds commands to
         the same transaction (a stream acknowledgement, the dirty mark)."""
         key = VIEW_KEY.format(deployment=deployment)
-        with self.redis.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(key)  # type: ignore[no-untyped-call]
-                    raw = pipe.get(key)
-                    view = change(ProgressView.model_validate_json(raw) if raw else None)
-                    pipe.multi()
-                    if view is not None:
-                        pipe.set(key, view.model_dump_json(), ex=KEPT_DAYS * 86_400)
-                    also(pipe, view)
-                    pipe.execute()
-                    return view
-                except redis.WatchError:
-                    continue
+
+        def step(raw: bytes | str | None, pipe: Any) -> ProgressView | None:
+            view = change(ProgressView.model_validate_json(raw) if raw else None)
+            if view is not None:
+                pipe.set(key, view.model_dump_json(), ex=KEPT_DAYS * 86_400)
+            also(pipe, view)
+            return view
+
+        return watched(self.redis, key, step)
 
     def adopt(self, deployment: str, chat_id: int, message_id: int) -> None:
         """The approval card `message_id` becomes the deployment's progress message."""

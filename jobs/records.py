@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import redis
 from pydantic import BaseModel, Field
@@ -199,20 +199,35 @@ class RecordStore:
         self, deployment_id: str, change: Callable[[DeploymentRecord], DeploymentRecord]
     ) -> DeploymentRecord:
         key = KEY.format(id=deployment_id)
-        with self.redis.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(key)  # type: ignore[no-untyped-call]
-                    raw = pipe.get(key)
-                    if raw is None:
-                        raise KeyError(f"no deployment {deployment_id}")
-                    record = change(DeploymentRecord.model_validate_json(raw))
-                    pipe.multi()
-                    pipe.set(key, record.model_dump_json())
-                    pipe.execute()
-                    return record
-                except redis.WatchError:
-                    continue
+
+        def step(raw: bytes | str | None, pipe: Any) -> DeploymentRecord:
+            if raw is None:
+                raise KeyError(f"no deployment {deployment_id}")
+            record = change(DeploymentRecord.model_validate_json(raw))
+            pipe.set(key, record.model_dump_json())
+            return record
+
+        return watched(self.redis, key, step)
+
+
+T = TypeVar("T")
+
+
+def watched(connection: redis.Redis, key: str, step: Callable[[bytes | str | None, Any], T]) -> T:
+    """Read `key` and write what follows from it in one transaction (WATCH): `step` gets
+    the value read and the pipeline, already in MULTI, to queue its writes on. It runs
+    again whenever someone else wrote `key` in between."""
+    with connection.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(key)  # type: ignore[no-untyped-call]
+                raw = pipe.get(key)
+                pipe.multi()
+                result = step(raw, pipe)
+                pipe.execute()
+                return result
+            except redis.WatchError:
+                continue
 
 
 def _with_engine(record: DeploymentRecord, engine: Deployment) -> DeploymentRecord:

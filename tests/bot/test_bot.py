@@ -14,13 +14,12 @@ import redis
 from bot.buttons import Decide, Decision
 from bot.emulator import Emulator
 from bot.render import COMMANDS
-from bot.settings import BotSettings
 from jobs.queue import job_id, queue
 from jobs.records import RecordStore
 from jobs.streams import read_audit
 from tests.bot.chat import People
 from tests.bot.conftest import Users
-from tests.bot.running import ADA, BOB, DANA, ELSEWHERE, EVE, OPS, running_bot
+from tests.bot.running import ADA, BOB, DANA, ELSEWHERE, EVE, OPS, running_bot, settings_for
 from tests.jobs.test_api import make_spec
 
 SPECS = {"shop": make_spec(promote="manual", promote_timeout=600)}
@@ -35,16 +34,7 @@ async def people(
     emulator: Emulator, users: Users, r: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> AsyncIterator[People]:
     caplog.set_level(logging.DEBUG)
-    settings = BotSettings(
-        GREENLIGHT_BOT_TOKEN=emulator.token,
-        GREENLIGHT_TELEGRAM_API=emulator.url,
-        GREENLIGHT_OPS_CHAT=OPS["id"],
-        GREENLIGHT_PEOPLE={
-            "1001": ["deployer"],
-            "1002": ["deployer", "approver"],
-            "1003": ["admin"],
-        },
-    )
+    settings = settings_for(emulator)
     async with running_bot(settings, users, r, SPECS) as client:
         menu = [c.command for c in await client.get_my_commands()]
         assert menu == [*COMMANDS]

@@ -39,6 +39,7 @@ from jobs.streams import EVENTS_KEY, append_event, read_audit
 from jobs.work import CANCEL_KEY, expire, lease_holder
 from tests.bot.chat import Message, People, until
 from tests.bot.conftest import Users
+from tests.bot.running import settings_for
 from tests.bot.test_bot import ADA, BOB, DANA, EVE, OPS, SPECS, button, trail
 
 PHASES = ["prepare", "preflight", "backup", "stage", "verify", "test", "smoke"]
@@ -114,16 +115,7 @@ async def ops(
     emulator: Emulator, users: Users, r: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> AsyncIterator[Ops]:
     caplog.set_level(logging.INFO)
-    settings = BotSettings(
-        GREENLIGHT_BOT_TOKEN=emulator.token,
-        GREENLIGHT_TELEGRAM_API=emulator.url,
-        GREENLIGHT_OPS_CHAT=OPS["id"],
-        GREENLIGHT_PEOPLE={
-            "1001": ["deployer"],
-            "1002": ["deployer", "approver"],
-            "1003": ["admin"],
-        },
-    )
+    settings = settings_for(emulator)
     await users.call("chat", **OPS)
     client = build_bot(settings)
     told = Told()
