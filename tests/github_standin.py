@@ -69,7 +69,8 @@ class RecordedRequest:
     query: dict[str, str]
     headers: dict[str, str]  # names in lower case; authorization is "<redacted>"
     body: object | None
-    status: int = 0  # what the stand-in answered; 0 when it never did
+    status: int = 0  # what the stand-in answered; 0 when the answer never left
+    answer_headers: dict[str, str] = field(default_factory=dict)  # names in lower case
 
 
 @dataclass
@@ -136,6 +137,16 @@ class Fault:
         return self.path is None or path.startswith(self.path)
 
 
+@dataclass
+class Call:
+    """One API request as a route handler sees it."""
+
+    repo: Repository
+    body: object
+    args: list[str]  # the path's variable parts, percent-decoded
+    query: dict[str, str]
+
+
 def user(login: str) -> JsonObject:
     number = int(hashlib.sha1(login.encode()).hexdigest()[:6], 16)  # noqa: S324 (an id)
     return {
@@ -163,6 +174,7 @@ class GitHubStandIn:
         self.delay = 0.0
         self.is_down = False
         self._faults: list[Fault] = []
+        self._losses: list[Fault] = []
         self._ids = 0
         self._used = 0
         self._window_reset = math.ceil(time.time()) + 3600
@@ -245,6 +257,11 @@ class GitHubStandIn:
 
         self._faults.append(Fault(n, path, refusal, until=time.time() + retry_after))
 
+    def lose_answers(self, n: int = 1, path: str | None = None) -> None:
+        """The next `n` requests take effect, but the connection drops before their
+        answer leaves (a proxy timing out in front of GitHub)."""
+        self._losses.append(Fault(n, path, lambda: Refusal(0, "lost")))
+
     def slow(self, seconds: float) -> None:
         """Every answer from now on comes `seconds` late (0 for prompt again)."""
         self.delay = seconds
@@ -308,13 +325,13 @@ class GitHubStandIn:
             "x-ratelimit-resource": "core",
         }
 
-    def _fault_for(self, path: str) -> Refusal | None:
+    def _fault_for(self, path: str, faults: list[Fault]) -> Refusal | None:
         now = time.time()
-        for fault in self._faults:
+        for fault in faults:
             if fault.applies(path, now):
                 fault.left -= 1
                 return fault.answer()
-        self._faults = [f for f in self._faults if f.left > 0 and (f.until or math.inf) > now]
+        faults[:] = [f for f in faults if f.left > 0 and (f.until or math.inf) > now]
         return None
 
     def _check_request(self, request: web.Request) -> None:
@@ -349,13 +366,10 @@ class GitHubStandIn:
         self.requests.append(record)
         if self.delay:
             await asyncio.sleep(self.delay)
-        if self.is_down:
-            # Taken before down() and answered after: the answer never leaves.
-            if request.transport is not None:
-                request.transport.close()
-            return web.Response(status=503)
+        if self.is_down:  # taken before down() and answered after
+            return self._dropped(request)
         try:
-            fault = self._fault_for(raw_path)
+            fault = self._fault_for(raw_path, self._faults)
             if fault is not None:
                 raise fault
             self._check_request(request)
@@ -366,10 +380,19 @@ class GitHubStandIn:
             response.headers.update(self._rate_headers())
             response.headers.update(refusal.headers)
         else:
+            if self._fault_for(raw_path, self._losses) is not None:
+                return self._dropped(request)  # done, but nobody hears of it
             response.headers.update(self._rate_headers())
         response.headers["X-GitHub-Media-Type"] = "github.v3; format=json"
         record.status = response.status
+        record.answer_headers = {name.lower(): value for name, value in response.headers.items()}
         return response
+
+    def _dropped(self, request: web.Request) -> web.Response:
+        """Close the connection so that the answer returned never leaves."""
+        if request.transport is not None:
+            request.transport.close()
+        return web.Response(status=503)
 
     def _route(self, request: web.Request, raw_path: str, body: object) -> web.Response:
         parts = [unquote(part) for part in raw_path.split("/")[1:]]
@@ -384,7 +407,8 @@ class GitHubStandIn:
                 continue
             pairs = list(zip(pattern, rest, strict=True))
             if all(want in ("*", got) for want, got in pairs):
-                return handler(self, repo, body, [got for want, got in pairs if want == "*"])
+                args = [got for want, got in pairs if want == "*"]
+                return handler(self, Call(repo, body, args, dict(request.query)))
         raise not_found()
 
     # The API -----------------------------------------------------------------------
@@ -433,8 +457,8 @@ class GitHubStandIn:
             "repository_url": self._repo_url(repo),
         }
 
-    def create_deployment(self, repo: Repository, body: object, _: list[str]) -> web.Response:
-        given = _object(body)
+    def create_deployment(self, call: Call) -> web.Response:
+        repo, given = call.repo, _object(call.body)
         ref = given.get("ref")
         if ref is None:
             raise invalid("Deployment", "ref", "missing_field")
@@ -474,13 +498,25 @@ class GitHubStandIn:
         repo.deployments[deployment.id] = deployment
         return web.json_response(self._deployment_json(repo, deployment), status=201)
 
-    def list_deployments(self, repo: Repository, _: object, __: list[str]) -> web.Response:
-        newest_first = sorted(repo.deployments.values(), key=lambda d: d.id, reverse=True)
-        return web.json_response([self._deployment_json(repo, d) for d in newest_first])
+    def list_deployments(self, call: Call) -> web.Response:
+        wanted = {
+            key: call.query[key] for key in ("ref", "environment", "task") if key in call.query
+        }
+        newest_first = [
+            deployment
+            for deployment in sorted(call.repo.deployments.values(), key=lambda d: -d.id)
+            if all(getattr(deployment, key) == value for key, value in wanted.items())
+        ]
+        page = newest_first[: min(int(call.query.get("per_page", "30")), 100)]
+        return web.json_response([self._deployment_json(call.repo, d) for d in page])
 
-    def create_status(self, repo: Repository, body: object, args: list[str]) -> web.Response:
-        deployment = _deployment(repo, args[0])
-        given = _object(body)
+    def get_deployment(self, call: Call) -> web.Response:
+        deployment = _deployment(call.repo, call.args[0])
+        return web.json_response(self._deployment_json(call.repo, deployment))
+
+    def create_status(self, call: Call) -> web.Response:
+        repo, deployment = call.repo, _deployment(call.repo, call.args[0])
+        given = _object(call.body)
         state = given.get("state")
         if state is None:
             raise invalid("DeploymentStatus", "state", "missing_field")
@@ -534,13 +570,15 @@ class GitHubStandIn:
                     Status(self._next_id(), "inactive", "", "", "", timestamp(time.time()))
                 )
 
-    def list_statuses(self, repo: Repository, _: object, args: list[str]) -> web.Response:
-        deployment = _deployment(repo, args[0])
+    def list_statuses(self, call: Call) -> web.Response:
+        deployment = _deployment(call.repo, call.args[0])
         newest_first = reversed(deployment.statuses)
-        return web.json_response([self._status_json(repo, deployment, s) for s in newest_first])
+        return web.json_response(
+            [self._status_json(call.repo, deployment, s) for s in newest_first]
+        )
 
-    def release_by_tag(self, repo: Repository, _: object, args: list[str]) -> web.Response:
-        release = repo.releases.get(args[0])
+    def release_by_tag(self, call: Call) -> web.Response:
+        repo, release = call.repo, call.repo.releases.get(call.args[0])
         if release is None:
             raise not_found()
         base = f"{self._repo_url(repo)}/releases/{release.id}"
@@ -567,8 +605,9 @@ class GitHubStandIn:
             }
         )
 
-    def compare(self, repo: Repository, _: object, args: list[str]) -> web.Response:
-        base, dots, head = args[0].partition("...")
+    def compare(self, call: Call) -> web.Response:
+        repo = call.repo
+        base, dots, head = call.args[0].partition("...")
         commits = repo.comparisons.get((base, head)) if dots else None
         if commits is None:
             raise not_found()
@@ -628,12 +667,11 @@ def _deployment(repo: Repository, number: str) -> Deployment:
     return deployment
 
 
-Route = tuple[
-    str, tuple[str, ...], Callable[[GitHubStandIn, Repository, object, list[str]], web.Response]
-]
+Route = tuple[str, tuple[str, ...], Callable[[GitHubStandIn, Call], web.Response]]
 ROUTES: list[Route] = [
     ("POST", ("deployments",), GitHubStandIn.create_deployment),
     ("GET", ("deployments",), GitHubStandIn.list_deployments),
+    ("GET", ("deployments", "*"), GitHubStandIn.get_deployment),
     ("POST", ("deployments", "*", "statuses"), GitHubStandIn.create_status),
     ("GET", ("deployments", "*", "statuses"), GitHubStandIn.list_statuses),
     ("GET", ("releases", "tags", "*"), GitHubStandIn.release_by_tag),

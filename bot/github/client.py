@@ -140,6 +140,9 @@ class Outcome:
     status: int | None
     headers: Mapping[str, str] = field(default_factory=dict)
     problem: str = ""
+    # The request may have reached GitHub and taken effect without its answer
+    # reaching us (a read timeout, a dropped connection), unlike a refused connect.
+    effect_unknown: bool = False
 
 
 @dataclass(frozen=True)
@@ -260,6 +263,14 @@ def _refusal_text(response: httpx.Response) -> str:
     return text
 
 
+def _json_list(response: httpx.Response) -> list[dict[str, Any]]:
+    try:
+        body = response.json()
+    except ValueError:
+        return []
+    return [item for item in body if isinstance(item, dict)] if isinstance(body, list) else []
+
+
 def _error_text(error: object) -> str:
     if not isinstance(error, dict):
         return str(error)
@@ -345,7 +356,18 @@ class GitHubClient:
             "production_environment": production,
             "transient_environment": False,
         }
-        response = await self._call("POST", f"{_repo_path(repo)}/deployments", body)
+        path = f"{_repo_path(repo)}/deployments"
+
+        async def landed() -> httpx.Response | None:
+            listed = await self._look(path, {"ref": ref, "environment": environment})
+            if listed is None:
+                return None
+            for deployment in _json_list(listed):
+                if deployment.get("payload") == payload and isinstance(deployment.get("id"), int):
+                    return await self._look(f"{path}/{deployment['id']}")
+            return None
+
+        response = await self._call("POST", path, body, landed=landed)
         return self._parsed(response, _Created).id
 
     async def create_status(
@@ -373,7 +395,18 @@ class GitHubClient:
         if environment_url is not None:
             body["environment_url"] = environment_url
         path = f"{_repo_path(repo)}/deployments/{int(deployment_id)}/statuses"
-        await self._call("POST", path, body)
+
+        async def landed() -> httpx.Response | None:
+            listed = await self._look(path)  # newest first
+            newest = _json_list(listed)[:1] if listed is not None else []
+            if newest and (newest[0].get("state"), newest[0].get("description")) == (
+                state,
+                description,
+            ):
+                return listed
+            return None
+
+        await self._call("POST", path, body, landed=landed)
 
     async def release_by_tag(self, repo: str, tag: str) -> Release | None:
         """The release of `tag`, or None when there is none."""
@@ -412,6 +445,15 @@ class GitHubClient:
             ],
         )
 
+    async def _look(self, path: str, params: dict[str, str] | None = None) -> httpx.Response | None:
+        """One GET, not retried: an answer, or None for anything else. For checks
+        whose failure only means sending again."""
+        try:
+            response = await self._http.get(path, params=params)
+        except httpx.TransportError:
+            return None
+        return response if response.is_success else None
+
     def _redacted(self, text: str) -> str:
         # GitHub never echoes a token, but a proxy's error page might.
         secret = self._token.get_secret_value()
@@ -437,9 +479,12 @@ class GitHubClient:
         body: dict[str, Any] | None = None,
         *,
         may_be_absent: bool = False,
+        landed: Callable[[], Awaitable[httpx.Response | None]] | None = None,
     ) -> httpx.Response:
         """One call, retried as `decide` says. A refusal raises `GitHubError`, but a
-        404 is returned as it is when `may_be_absent`."""
+        404 is returned as it is when `may_be_absent`. Before a POST goes again after
+        an attempt whose effect is unknown, `landed` looks for what that attempt
+        made: an answer standing for the lost one, or None to send again."""
         where = f"{method} {path}"
         for attempt in range(1, self.attempts + 1):
             response: httpx.Response | None = None
@@ -450,12 +495,16 @@ class GitHubClient:
                     response.headers,
                     f"{response.status_code} {response.reason_phrase}".strip(),
                 )
-            except httpx.TimeoutException:
-                outcome = Outcome(None, problem=f"no answer within {self.timeout:g} s")
+            except httpx.TimeoutException as error:
+                sent = not isinstance(error, httpx.ConnectTimeout | httpx.PoolTimeout)
+                outcome = Outcome(
+                    None, problem=f"no answer within {self.timeout:g} s", effect_unknown=sent
+                )
             except httpx.TransportError as error:
                 said = str(error).rstrip(".")
                 problem = f"{type(error).__name__}: {said}" if said else type(error).__name__
-                outcome = Outcome(None, problem=problem)
+                sent = not isinstance(error, httpx.ConnectError)
+                outcome = Outcome(None, problem=problem, effect_unknown=sent)
             decision = decide(
                 outcome,
                 attempt,
@@ -476,6 +525,13 @@ class GitHubClient:
                     decision.wait,
                 )
                 await self._sleep(decision.wait)
+                if outcome.effect_unknown and landed is not None:
+                    found = await landed()
+                    if found is not None:
+                        log.warning(
+                            "GitHub: %s: the lost attempt had landed; not sent again", where
+                        )
+                        return found
                 continue
             assert response is not None
             if response.is_success:

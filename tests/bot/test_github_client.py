@@ -164,6 +164,40 @@ async def test_a_github_failing_for_good_gives_up_after_the_attempts(
     assert github.repos[REPO].deployments == {}
 
 
+async def test_a_deployment_whose_answer_was_lost_is_found_not_made_twice(
+    github: GitHubStandIn,
+) -> None:
+    github.lose_answers(1, path=f"/repos/{REPO}/deployments")
+    waits = Waits()
+    async with client_for(github, waits) as client:
+        deployment_id = await deploy(client)
+
+    assert list(github.repos[REPO].deployments) == [deployment_id]
+    assert [(r.method, r.status) for r in github.requests] == [
+        ("POST", 0),  # made, but the answer never came back
+        ("GET", 200),
+        ("GET", 200),
+    ]
+    assert github.requests[1].query == {"ref": "v1.0.1", "environment": "production"}
+    assert waits == [0.5]
+
+
+async def test_a_status_whose_answer_was_lost_is_not_posted_twice(github: GitHubStandIn) -> None:
+    async with client_for(github) as client:
+        deployment_id = await deploy(client)
+        await post(client, deployment_id, "in_progress")
+        github.lose_answers(1, path=f"/repos/{REPO}/deployments/{deployment_id}/statuses")
+        await post(client, deployment_id, "success")
+        github.lose_answers(1, path=f"/repos/{REPO}/deployments/{deployment_id}/statuses")
+        github.fail(1, status=502, path=f"/repos/{REPO}/deployments/{deployment_id}/statuses")
+        await post(client, deployment_id, "inactive")  # 502, then made but lost
+
+    statuses = [r for r in github.requests if r.method == "POST" and "statuses" in r.path]
+    assert [r.status for r in statuses] == [201, 0, 502, 0]
+
+    assert github.statuses(REPO, deployment_id) == ["in_progress", "success", "inactive"]
+
+
 # Rate limits -----------------------------------------------------------------------
 
 
@@ -190,18 +224,14 @@ async def test_a_rate_limit_ending_far_ahead_gives_up_at_once_naming_the_reset(
         with pytest.raises(GitHubUnavailable) as raised:
             await deploy(client)
 
-    assert [r.status for r in github.answered(403)] == [403]
+    (refused,) = github.answered(403)
+    reset = float(refused.answer_headers["x-ratelimit-reset"])
+    assert refused.answer_headers["x-ratelimit-remaining"] == "0"
     assert str(raised.value) == (
-        f"GitHub is rate-limiting until {utc_clock(_reset(github))} (403, x-ratelimit-remaining 0)"
+        f"GitHub is rate-limiting until {utc_clock(reset)} (403, x-ratelimit-remaining 0)"
     )
     assert waits == []
     assert len(github.requests) == 1
-
-
-def _reset(github: GitHubStandIn) -> float:
-    (fault,) = github._faults
-    assert fault.until is not None
-    return fault.until
 
 
 async def test_a_secondary_rate_limit_is_waited_out_as_retry_after_says(
@@ -247,6 +277,7 @@ async def test_the_standin_refuses_what_github_refuses(github: GitHubStandIn) ->
         other_repo = await http.get(f"{github.url}/repos/acme/other/releases/tags/v1")
         old_version = await http.get(base, headers={"X-GitHub-Api-Version": "2021-01-01"})
         no_token = await http.get(base, headers={"Authorization": ""})
+        plain = await http.get(base, headers={"Accept": "application/json"})
 
     assert created.status_code == 201
     assert deployment["environment"] == "production" and deployment["payload"] == {}
@@ -263,6 +294,7 @@ async def test_the_standin_refuses_what_github_refuses(github: GitHubStandIn) ->
     assert other_repo.json()["message"] == "Not Found"
     assert old_version.status_code == 400
     assert no_token.status_code == 401
+    assert plain.status_code == 200 and github.without_accept() == [github.requests[-1]]
     assert created.headers["x-ratelimit-limit"] == "5000"
     remaining = [int(r.headers["x-ratelimit-remaining"]) for r in (created, bad_state)]
     assert remaining[0] > remaining[1]
