@@ -6,8 +6,8 @@ GitHub being down must never block or fail a deployment, so every call is bounde
 network errors, timeouts and 5xx are retried with exponential backoff, rate limits
 are waited out when the wait is short, and then the client gives up with
 `GitHubUnavailable`. A refusal that another try cannot change (401, 404, 422) raises
-`GitHubError` at once. When to retry is decided by `decide`, a pure function of one
-attempt's outcome, so the policy is testable as data.
+`GitHubError` at once. When to retry is decided by `bot.github.policy.decide`, a
+pure function of one attempt's outcome, so the policy is testable as data.
 
 The token reaches only the `Authorization` header of each request: never a log line,
 an exception or a repr.
@@ -19,9 +19,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Generator, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
@@ -29,12 +27,21 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 
+from bot.github.policy import Outcome, decide
+
+__all__ = [
+    "Commit",
+    "Comparison",
+    "DeploymentState",
+    "GitHubClient",
+    "GitHubError",
+    "GitHubUnavailable",
+    "Release",
+]
+
 log = logging.getLogger("greenlight.bot.github")
 
 API_VERSION = "2022-11-28"
-FIRST_BACKOFF = 0.5  # seconds; then 1, 2, 4 ...
-# GitHub's advice for a secondary rate limit that names no wait: at least a minute.
-SECONDARY_LIMIT_WAIT = 60.0
 DESCRIPTION_LIMIT = 140  # characters GitHub takes in a deployment status description
 REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
@@ -128,102 +135,6 @@ class _Created(BaseModel):
     id: int
 
 
-# The retry policy ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one attempt came to: GitHub's status and headers (lower-case names, or
-    httpx's case-blind `Headers`), or no answer at all (`status` None), with `problem`
-    saying what went wrong in words."""
-
-    status: int | None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    problem: str = ""
-    # The request may have reached GitHub and taken effect without its answer
-    # reaching us (a read timeout, a dropped connection), unlike a refused connect.
-    effect_unknown: bool = False
-
-
-@dataclass(frozen=True)
-class Decision:
-    """`answer`: the outcome is final (success or a refusal for the caller to raise);
-    `retry`: sleep `wait` seconds and try again; `give_up`: raise `GitHubUnavailable`
-    with `reason`."""
-
-    action: Literal["answer", "retry", "give_up"]
-    wait: float = 0.0
-    reason: str = ""
-
-
-def _number(headers: Mapping[str, str], name: str) -> float | None:
-    try:
-        return float(headers[name])
-    except (KeyError, ValueError):
-        return None
-
-
-def _attempts(count: int) -> str:
-    return f"{count} attempt{'' if count == 1 else 's'}"
-
-
-def _clock(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M:%S UTC")
-
-
-def rate_limit_wait(outcome: Outcome, now: float) -> tuple[float, str] | None:
-    """How long a rate-limited answer asks to wait, and why in words; None when the
-    answer is not a rate limit (a 403 can also be a plain permission refusal)."""
-    if outcome.status not in (403, 429):
-        return None
-    retry_after = _number(outcome.headers, "retry-after")
-    if retry_after is not None:
-        return max(retry_after, 0.0), f"{outcome.status}, retry-after {retry_after:g}"
-    reset = _number(outcome.headers, "x-ratelimit-reset")
-    if _number(outcome.headers, "x-ratelimit-remaining") == 0 and reset is not None:
-        return max(reset - now, 0.0), f"{outcome.status}, x-ratelimit-remaining 0"
-    if outcome.status == 429:
-        return SECONDARY_LIMIT_WAIT, "429 without retry-after"
-    return None
-
-
-def decide(
-    outcome: Outcome, attempt: int, *, attempts: int, longest_wait: float, now: float
-) -> Decision:
-    """What to do after attempt number `attempt` (1-based) of `attempts` came to
-    `outcome`, at epoch time `now`."""
-    limited = rate_limit_wait(outcome, now)
-    if limited is not None:
-        wait, why = limited
-        if wait > longest_wait:
-            return Decision(
-                "give_up", reason=f"GitHub is rate-limiting until {_clock(now + wait)} ({why})"
-            )
-        if attempt >= attempts:
-            return Decision(
-                "give_up",
-                reason=f"GitHub was still rate-limiting after {_attempts(attempts)} ({why})",
-            )
-        return Decision("retry", wait, f"rate-limited ({why})")
-    if outcome.status is not None and outcome.status < 500:
-        return Decision("answer")
-    if attempt >= attempts:
-        return Decision(
-            "give_up",
-            reason=f"GitHub did not answer after {_attempts(attempts)}: {outcome.problem}",
-        )
-    wait = FIRST_BACKOFF * 2 ** (attempt - 1)
-    if wait > longest_wait:
-        return Decision(
-            "give_up",
-            reason=f"GitHub did not answer after {_attempts(attempt)}: {outcome.problem}",
-        )
-    return Decision("retry", wait, outcome.problem)
-
-
-# The client ------------------------------------------------------------------------
-
-
 class _BearerToken(httpx.Auth):
     """The token goes into each request's header as it leaves, and nowhere else."""
 
@@ -236,6 +147,9 @@ class _BearerToken(httpx.Auth):
 
 
 def _part(value: str) -> str:
+    # No ref is "", "." or "..", and the last two would be read as path steps.
+    if value in ("", ".", ".."):
+        raise ValueError(f"not a name GitHub knows: {value!r}")
     return quote(value, safe="")
 
 

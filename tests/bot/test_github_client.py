@@ -18,16 +18,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from bot.github.client import (
-    Commit,
-    Decision,
-    GitHubClient,
-    GitHubError,
-    GitHubUnavailable,
-    Outcome,
-    Release,
-    decide,
-)
+from bot.github.client import Commit, GitHubClient, GitHubError, GitHubUnavailable, Release
+from bot.github.policy import Decision, Outcome, decide
 from tests.github_standin import GitHubStandIn, running_github
 
 TOKEN = "ghp_PLANTED0token0Greenlight0must0never0show"  # planted: searched for below
@@ -399,14 +391,17 @@ async def test_the_commits_between_two_tags(github: GitHubStandIn) -> None:
     assert unknown is None
 
 
-def test_a_repository_must_read_owner_slash_name() -> None:
-    async def ask(repo: str) -> None:
+def test_a_repository_must_read_owner_slash_name_and_a_tag_be_a_name() -> None:
+    async def ask(repo: str, tag: str = "v1") -> None:
         async with GitHubClient("http://127.0.0.1:9", SecretStr(TOKEN)) as client:
-            await client.release_by_tag(repo, "v1")
+            await client.release_by_tag(repo, tag)
 
     for repo in ("shop", "acme/shop/extra", "../shop", "acme/..", "acme/sh op"):
         with pytest.raises(ValueError, match="owner/name"):
             asyncio.run(ask(repo))
+    for tag in ("", ".", ".."):
+        with pytest.raises(ValueError, match="not a name"):
+            asyncio.run(ask(REPO, tag))
 
 
 # The token -------------------------------------------------------------------------
