@@ -31,6 +31,7 @@ ACCEPT = "application/vnd.github+json"
 STATES = ("error", "failure", "inactive", "in_progress", "queued", "pending", "success")
 RATE_LIMIT = 5000
 DOCS = "https://docs.github.com/rest"
+CLOCK_SLACK = 0.05  # seconds
 COMPARE_COMMIT_LIMIT = 250  # GitHub lists at most this many commits in a compare
 JsonObject = dict[str, Any]
 
@@ -127,12 +128,13 @@ class Fault:
     (epoch) has not passed when it is set."""
 
     left: int
-    path: str | None
-    answer: Callable[[], Refusal]
+    path: str | None  # a prefix of the path as sent (percent-encoded)
+    answer: Callable[[], Refusal] | None = None
     until: float | None = None
 
     def applies(self, path: str, now: float) -> bool:
-        if self.left <= 0 or (self.until is not None and now >= self.until):
+        # The slack spares a client that slept exactly as told the jitter of clocks.
+        if self.left <= 0 or (self.until is not None and now >= self.until - CLOCK_SLACK):
             return False
         return self.path is None or path.startswith(self.path)
 
@@ -260,7 +262,7 @@ class GitHubStandIn:
     def lose_answers(self, n: int = 1, path: str | None = None) -> None:
         """The next `n` requests take effect, but the connection drops before their
         answer leaves (a proxy timing out in front of GitHub)."""
-        self._losses.append(Fault(n, path, lambda: Refusal(0, "lost")))
+        self._losses.append(Fault(n, path))
 
     def slow(self, seconds: float) -> None:
         """Every answer from now on comes `seconds` late (0 for prompt again)."""
@@ -325,12 +327,13 @@ class GitHubStandIn:
             "x-ratelimit-resource": "core",
         }
 
-    def _fault_for(self, path: str, faults: list[Fault]) -> Refusal | None:
+    def _take(self, path: str, faults: list[Fault]) -> Fault | None:
+        """The first fault that applies to a request for `path`, counted as used."""
         now = time.time()
         for fault in faults:
             if fault.applies(path, now):
                 fault.left -= 1
-                return fault.answer()
+                return fault
         faults[:] = [f for f in faults if f.left > 0 and (f.until or math.inf) > now]
         return None
 
@@ -369,9 +372,9 @@ class GitHubStandIn:
         if self.is_down:  # taken before down() and answered after
             return self._dropped(request)
         try:
-            fault = self._fault_for(raw_path, self._faults)
-            if fault is not None:
-                raise fault
+            fault = self._take(raw_path, self._faults)
+            if fault is not None and fault.answer is not None:
+                raise fault.answer()
             self._check_request(request)
             self._used += 1
             response = self._route(request, raw_path, body)
@@ -380,7 +383,7 @@ class GitHubStandIn:
             response.headers.update(self._rate_headers())
             response.headers.update(refusal.headers)
         else:
-            if self._fault_for(raw_path, self._losses) is not None:
+            if self._take(raw_path, self._losses) is not None:
                 return self._dropped(request)  # done, but nobody hears of it
             response.headers.update(self._rate_headers())
         response.headers["X-GitHub-Media-Type"] = "github.v3; format=json"
@@ -579,7 +582,7 @@ class GitHubStandIn:
 
     def release_by_tag(self, call: Call) -> web.Response:
         repo, release = call.repo, call.repo.releases.get(call.args[0])
-        if release is None:
+        if release is None or release.draft:  # GitHub finds published releases only
             raise not_found()
         base = f"{self._repo_url(repo)}/releases/{release.id}"
         return web.json_response(

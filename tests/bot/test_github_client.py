@@ -350,10 +350,12 @@ async def test_a_github_that_is_down_is_given_up_on_and_used_again_when_back(
 async def test_a_release_is_found_by_its_tag_even_an_odd_one(github: GitHubStandIn) -> None:
     tag = "v1.0.1+build/7 #rc"
     github.add_release(REPO, tag, name="Spring sale", body="- faster checkout", author="dana")
-    github.add_release(REPO, "v1.0.0")  # no name, no notes
+    github.add_release(REPO, "v1.0.0", prerelease=True)  # no name, no notes
+    github.add_release(REPO, "v1.1.0", draft=True)
     async with client_for(github) as client:
         release = await client.release_by_tag(REPO, tag)
         bare = await client.release_by_tag(REPO, "v1.0.0")
+        draft = await client.release_by_tag(REPO, "v1.1.0")
         missing = await client.release_by_tag(REPO, "v2.0.0")
 
     assert release == Release(
@@ -365,8 +367,8 @@ async def test_a_release_is_found_by_its_tag_even_an_odd_one(github: GitHubStand
         draft=False,
         prerelease=False,
     )
-    assert bare is not None and (bare.name, bare.body) == ("", "")
-    assert missing is None
+    assert bare is not None and (bare.name, bare.body, bare.prerelease) == ("", "", True)
+    assert draft is None and missing is None  # by tag, GitHub finds published releases only
     assert github.requests[0].path == f"/repos/{REPO}/releases/tags/v1.0.1%2Bbuild%2F7%20%23rc"
 
 
