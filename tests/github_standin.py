@@ -460,7 +460,7 @@ class GitHubStandIn:
             "repository_url": self._repo_url(repo),
         }
 
-    def create_deployment(self, call: Call) -> web.Response:
+    def _api_create_deployment(self, call: Call) -> web.Response:
         repo, given = call.repo, _object(call.body)
         ref = given.get("ref")
         if ref is None:
@@ -501,7 +501,7 @@ class GitHubStandIn:
         repo.deployments[deployment.id] = deployment
         return web.json_response(self._deployment_json(repo, deployment), status=201)
 
-    def list_deployments(self, call: Call) -> web.Response:
+    def _api_list_deployments(self, call: Call) -> web.Response:
         wanted = {
             key: call.query[key] for key in ("ref", "environment", "task") if key in call.query
         }
@@ -513,11 +513,11 @@ class GitHubStandIn:
         page = newest_first[: min(int(call.query.get("per_page", "30")), 100)]
         return web.json_response([self._deployment_json(call.repo, d) for d in page])
 
-    def get_deployment(self, call: Call) -> web.Response:
+    def _api_get_deployment(self, call: Call) -> web.Response:
         deployment = _deployment(call.repo, call.args[0])
         return web.json_response(self._deployment_json(call.repo, deployment))
 
-    def create_status(self, call: Call) -> web.Response:
+    def _api_create_status(self, call: Call) -> web.Response:
         repo, deployment = call.repo, _deployment(call.repo, call.args[0])
         given = _object(call.body)
         state = given.get("state")
@@ -573,14 +573,14 @@ class GitHubStandIn:
                     Status(self._next_id(), "inactive", "", "", "", timestamp(time.time()))
                 )
 
-    def list_statuses(self, call: Call) -> web.Response:
+    def _api_list_statuses(self, call: Call) -> web.Response:
         deployment = _deployment(call.repo, call.args[0])
         newest_first = reversed(deployment.statuses)
         return web.json_response(
             [self._status_json(call.repo, deployment, s) for s in newest_first]
         )
 
-    def release_by_tag(self, call: Call) -> web.Response:
+    def _api_release_by_tag(self, call: Call) -> web.Response:
         repo, release = call.repo, call.repo.releases.get(call.args[0])
         if release is None or release.draft:  # GitHub finds published releases only
             raise not_found()
@@ -608,7 +608,7 @@ class GitHubStandIn:
             }
         )
 
-    def compare(self, call: Call) -> web.Response:
+    def _api_compare(self, call: Call) -> web.Response:
         repo = call.repo
         base, dots, head = call.args[0].partition("...")
         commits = repo.comparisons.get((base, head)) if dots else None
@@ -672,13 +672,13 @@ def _deployment(repo: Repository, number: str) -> Deployment:
 
 Route = tuple[str, tuple[str, ...], Callable[[GitHubStandIn, Call], web.Response]]
 ROUTES: list[Route] = [
-    ("POST", ("deployments",), GitHubStandIn.create_deployment),
-    ("GET", ("deployments",), GitHubStandIn.list_deployments),
-    ("GET", ("deployments", "*"), GitHubStandIn.get_deployment),
-    ("POST", ("deployments", "*", "statuses"), GitHubStandIn.create_status),
-    ("GET", ("deployments", "*", "statuses"), GitHubStandIn.list_statuses),
-    ("GET", ("releases", "tags", "*"), GitHubStandIn.release_by_tag),
-    ("GET", ("compare", "*"), GitHubStandIn.compare),
+    ("POST", ("deployments",), GitHubStandIn._api_create_deployment),
+    ("GET", ("deployments",), GitHubStandIn._api_list_deployments),
+    ("GET", ("deployments", "*"), GitHubStandIn._api_get_deployment),
+    ("POST", ("deployments", "*", "statuses"), GitHubStandIn._api_create_status),
+    ("GET", ("deployments", "*", "statuses"), GitHubStandIn._api_list_statuses),
+    ("GET", ("releases", "tags", "*"), GitHubStandIn._api_release_by_tag),
+    ("GET", ("compare", "*"), GitHubStandIn._api_compare),
 ]
 
 
