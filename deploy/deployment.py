@@ -83,6 +83,8 @@ class Deployment(BaseModel):
     app: str = ""
     env: str
     version: str
+    # The image tag when it is not the version's own: a CI build's `sha-1a2b3c4`.
+    tag: str = ""
     who: str
     # Identifies this run to its host locks; the id alone repeats within a second.
     token: str = Field(default_factory=lambda: uuid.uuid4().hex)

@@ -65,7 +65,8 @@ class AuditEntry(BaseModel):
     action: str  # request, approve, reject, cancel, promote, rollback, lock, unlock...
     target: str  # app/env, or a deployment id when that is all the caller named
     deployment: str | None = None
-    result: Literal["accepted", "refused"]
+    # ignored: a webhook delivery Greenlight does not act on (a draft, another branch).
+    result: Literal["accepted", "refused", "ignored"]
     reason: str = ""
     at: datetime = Field(default_factory=now)
 
