@@ -101,9 +101,14 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_bot()
     if args.command == "worker":
+        from jobs.exporter import ExporterError
         from jobs.queue import run_worker
 
-        return 0 if run_worker(burst=args.burst) else 1
+        try:
+            return 0 if run_worker(burst=args.burst) else 1
+        except ExporterError as exc:
+            print(f"greenlight worker: {exc}", file=sys.stderr)
+            return EXIT_REFUSED
     from deploy.settings import EngineSettings
     from deploy.spec import SpecError, choose_app, load_specs
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from deploy.events import EVENTS, Event
 from deploy.state import now
+from jobs.metrics import EventMetrics
 
 EVENTS_KEY = "greenlight:events"
 AUDIT_KEY = "greenlight:audit"
@@ -23,13 +24,16 @@ EVENTS_KEPT = 1_000_000
 
 
 class RedisSink:
-    """The engine's EventSink for workers: each event appended to the event stream."""
+    """The engine's EventSink for workers: each event appended to the event stream and
+    measured (`jobs.metrics`)."""
 
-    def __init__(self, connection: redis.Redis) -> None:
+    def __init__(self, connection: redis.Redis, *, app: str = "", env: str = "") -> None:
         self.redis = connection
+        self.metrics = EventMetrics(app, env)
 
     async def emit(self, event: Event) -> None:
         append_event(self.redis, event)
+        self.metrics.observe(event)
 
 
 def append_event(connection: redis.Redis, event: Event) -> str:

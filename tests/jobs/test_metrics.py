@@ -1,0 +1,270 @@
+"""The jobs layer's metrics as a scrape sees them, each moved by the real code path that
+measures it: the jobs API against a private Redis (leases, requests that end), the
+engine's recovery over scripted hosts with the workers' sink (phases, rollbacks and
+their cause, detection latency), and a real `greenlight worker` process, whose work
+horses write prometheus-client's multiprocess files and whose /metrics serves them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from deploy import probes
+from deploy.context import Context
+from deploy.deployment import FailureReport
+from deploy.errors import CANCELLED, Cancelled
+from deploy.pipeline import recover, run_deploy_phases
+from deploy.spec import StabilitySpec, load_specs
+from jobs import api
+from jobs.records import RecordStore
+from jobs.streams import RedisSink
+from tests.jobs.test_api import make_spec
+from tests.metrics_text import scrape, value
+from tests.redis_server import free_port
+from tests.unit.test_recover import Fleet, fleet, servers  # noqa: F401 (fixtures)
+
+SPECS = {"shop": make_spec()}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Delta:
+    """A sample's change between two scrapes of this process."""
+
+    def __init__(self) -> None:
+        self.before = scrape()
+
+    def __call__(self, name: str, **labels: str) -> float:
+        return value(scrape(), name, **labels) - value(self.before, name, **labels)
+
+
+# -- leases and requests (the bot's and the CLI's process) ----------------------------
+
+
+def test_a_refused_lease_is_counted_by_why(r: redis.Redis) -> None:
+    delta = Delta()
+    first = api.request_deployment(r, SPECS, app=None, env="staging", version="v1.0.1", who="al")
+    busy = api.request_deployment(r, SPECS, app=None, env="staging", version="v1.0.2", who="bo")
+    assert first.accepted and not busy.accepted
+    api.lock(r, SPECS, app=None, env="production", who="carol", reason="database migration")
+    locked = api.request_deployment(r, SPECS, app=None, env=None, version="v1.0.1", who="al")
+    assert not locked.accepted
+
+    refusals = "greenlight_lock_refusals_total"
+    assert delta(refusals, app="shop", env="staging", lock="lease", reason="busy") == 1
+    assert delta(refusals, app="shop", env="production", lock="lease", reason="locked") == 1
+    assert delta(refusals, lock="host") == 0
+
+
+def test_a_request_that_ends_is_counted_once_by_its_outcome(r: redis.Redis) -> None:
+    delta = Delta()
+    asked = api.request_deployment(r, SPECS, app=None, env=None, version="v1.0.1", who="alice")
+    assert asked.deployment is not None
+    assert api.reject(r, asked.deployment, "bob", "not today").accepted
+    assert not api.reject(r, asked.deployment, "bob").accepted  # ended already
+
+    ended = "greenlight_deployments_total"
+    assert delta(ended, app="shop", env="production", kind="deploy", outcome="rejected") == 1
+    assert delta(ended) == 1
+
+
+# -- the engine's recovery, measured by the workers' sink -----------------------------
+
+
+class FailingApp(ThreadingHTTPServer):
+    """A released version that answers every request with a 500."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _ServerError)
+        threading.Thread(target=self.serve_forever, args=(0.02,), daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _ServerError(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(500)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def failing_app() -> Iterator[FailingApp]:
+    app = FailingApp()
+    yield app
+    app.shutdown()
+    app.server_close()
+
+
+def measured(f: Fleet, r: redis.Redis) -> Context:
+    """The fleet's deployment, with the sink a phase job gives the engine."""
+    sink = RedisSink(r, app="shop", env="production")
+    return Context(f.ctx.spec, f.ctx.env, f.record, sink, executors=dict(f.hosts))
+
+
+async def test_a_broken_release_in_the_stability_window_is_counted_with_its_detection(
+    fleet: Callable[..., Fleet],  # noqa: F811
+    failing_app: FailingApp,
+    r: redis.Redis,
+) -> None:
+    window = StabilitySpec(duration=30, interval=0.2, timeout=1, max_errors=2, max_error_rate=1)
+
+    async def monitor(ctx: Context) -> None:
+        async def interval(index: int, figures: probes.Figures) -> None:
+            return None
+
+        await probes.stability_window([failing_app.url], window, "X-App-Version", interval)
+
+    delta = Delta()
+    started = time.monotonic()
+    record = await run_deploy_phases(measured(fleet(switched=True), r), [("monitor", monitor)])
+    took = time.monotonic() - started
+
+    assert record.outcome == "rolled_back"
+    where = {"app": "shop", "env": "production"}
+    assert delta("greenlight_rollbacks_total", **where, cause="stability") == 1
+    assert delta("greenlight_rollbacks_total") == 1
+    # Three errors trip it: the first at once, the third two intervals (0.4 s) later.
+    assert delta("greenlight_detection_latency_seconds_count", **where) == 1
+    detected = delta("greenlight_detection_latency_seconds_sum", **where)
+    assert 0.3 <= detected <= took
+    phases = "greenlight_phase_duration_seconds"
+    assert delta(f"{phases}_count", **where, phase="monitor", result="failed") == 1
+    assert delta(f"{phases}_count", **where, phase="rollback", result="ok") == 1
+    assert 0.3 <= delta(f"{phases}_sum", phase="monitor") <= took
+
+
+async def test_a_rollback_after_a_cancel_or_a_dead_worker_names_its_cause(
+    fleet: Callable[..., Fleet],  # noqa: F811
+    r: redis.Redis,
+) -> None:
+    async def cancelled(ctx: Context) -> None:
+        raise Cancelled(CANCELLED)
+
+    delta = Delta()
+    record = await run_deploy_phases(measured(fleet(switched=True), r), [("monitor", cancelled)])
+    assert record.outcome == "rolled_back"
+    # A recovery job puts back what a dead worker switched: no phase of it failed.
+    taken_over = measured(fleet(switched=True), r)
+    await recover(taken_over, FailureReport(phase="monitor", message="its driver stopped"))
+    assert taken_over.deployment.outcome == "rolled_back"
+    # A failure before the switch moves no traffic: no rollback is counted for it.
+    before_switch = measured(fleet(switched=False), r)
+    await recover(before_switch, FailureReport(phase="smoke", message="/: server error 502"))
+    assert before_switch.deployment.outcome == "not_switched"
+
+    rollbacks = "greenlight_rollbacks_total"
+    assert delta(rollbacks, app="shop", env="production", cause="cancelled") == 1
+    assert delta(rollbacks, app="shop", env="production", cause="recovery") == 1
+    assert delta(rollbacks) == 2
+    assert delta("greenlight_detection_latency_seconds_count") == 0
+
+
+# -- a real worker: work horses, multiprocess files, its own /metrics -----------------
+
+SPEC = """\
+app: shop
+image: registry.example.com/acme/shop
+environments:
+  production:
+    public_url: http://127.0.0.1:9
+    ssh: {key: k, known_hosts: kh}
+    allow_local: true
+    approval: none
+    app_dir: APP_DIR
+    hosts:
+      - {name: h1, address: local}
+"""
+
+
+@pytest.fixture
+def worker(
+    tmp_path: Path, redis_server: str, r: redis.Redis
+) -> Iterator[tuple[str, Path, dict[str, Any]]]:
+    """`greenlight worker` on the private Redis, serving /metrics on a free port, its
+    one host this machine (`address: local`, an empty app directory)."""
+    config = tmp_path / "greenlight.yml"
+    config.write_text(SPEC.replace("APP_DIR", str(tmp_path / "app")))
+    port = free_port()
+    log = tmp_path / "worker.log"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "REDIS_URL": redis_server,
+        "GREENLIGHT_CONFIG": str(config),
+        "GREENLIGHT_METRICS_PORT": str(port),
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "greenlight", "worker"],
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=1).read()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"the worker did not serve {url}: {log.read_text()}"
+                    ) from None
+                time.sleep(0.1)
+        yield url, log, {"specs": load_specs(str(config))}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_a_worker_serves_what_its_work_horses_measured(
+    worker: tuple[str, Path, dict[str, Any]], r: redis.Redis
+) -> None:
+    url, _, setup = worker
+    empty = urllib.request.urlopen(url, timeout=2).read().decode()  # noqa: S310
+    # A rollback where nothing was ever live: its first phase job reads the host (this
+    # machine) and refuses it; the work horse that ran it has exited by the end.
+    answer = api.rollback(r, setup["specs"], app=None, env=None, who="alice")
+    assert answer.accepted and answer.deployment is not None
+    store = RecordStore(r)
+    deadline = time.monotonic() + 30
+    while (record := store.load(answer.deployment)) is None or not record.final:
+        assert time.monotonic() < deadline, "the rollback request did not end"
+        time.sleep(0.1)
+    assert record.state == "refused"
+
+    text = urllib.request.urlopen(url, timeout=2).read().decode()  # noqa: S310
+    where = {"app": "shop", "env": "production"}
+    ended = "greenlight_deployments_total"
+    assert value(text, ended, **where, kind="rollback", outcome="refused") == 1
+    assert value(empty, ended) == 0
+    phases = "greenlight_phase_duration_seconds_count"
+    assert value(text, phases, **where, phase="plan", result="refused") == 1
+    assert value(text, "greenlight_queue_wait_seconds_count", **where) == 1
