@@ -7,13 +7,14 @@ events; the jobs layer's own moments (requested, approved, queued...) are events
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any, Literal
 
 import redis
 from pydantic import BaseModel, Field
 
-from deploy.events import EVENTS, Event
+from deploy.events import EVENTS, Event, Kind
 from deploy.state import now
 from jobs.metrics import EventMetrics
 
@@ -21,11 +22,12 @@ EVENTS_KEY = "greenlight:events"
 AUDIT_KEY = "greenlight:audit"
 # The event stream is bounded (about a million events); the audit stream never is.
 EVENTS_KEPT = 1_000_000
+log = logging.getLogger("greenlight.events")
 
 
 class RedisSink:
-    """The engine's EventSink for workers: each event appended to the event stream and
-    measured (`jobs.metrics`)."""
+    """The engine's EventSink for workers: each event appended to the event stream,
+    logged (one line, naming its deployment), and measured (`jobs.metrics`)."""
 
     def __init__(self, connection: redis.Redis, *, app: str = "", env: str = "") -> None:
         self.redis = connection
@@ -33,6 +35,22 @@ class RedisSink:
 
     async def emit(self, event: Event) -> None:
         append_event(self.redis, event)
+        # A remote command's output lines are in the stream and in failure reports;
+        # the log has them at DEBUG (GREENLIGHT_LOG_LEVEL=debug).
+        level = logging.DEBUG if event.kind == Kind.output else logging.INFO
+        if event.kind in (Kind.warning, Kind.phase_failed):
+            level = logging.WARNING
+        log.log(
+            level,
+            "%s",
+            event.message or event.kind.value,
+            extra={
+                "deployment": event.deployment,
+                "event": event.kind.value,
+                "phase": event.phase,
+                "host": event.host,
+            },
+        )
         self.metrics.observe(event)
 
 

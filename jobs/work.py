@@ -20,6 +20,7 @@ from rq.job import Job
 from deploy.context import Context
 from deploy.deployment import Deployment
 from deploy.errors import CANCELLED, LockHeld, PhaseFailed, Refused
+from deploy.logs import working_on
 from deploy.pipeline import CancelCheck, begin, finish, next_phase, phases_of, settle
 from deploy.spec import choose_app, load_specs
 from deploy.takeover import take_over
@@ -48,7 +49,8 @@ def run_phase_job(deployment_id: str) -> None:
     """RQ's entry point (a plain importable function taking an id)."""
     connection = connect()
     try:
-        asyncio.run(advance(connection, deployment_id))
+        with working_on(deployment_id):
+            asyncio.run(advance(connection, deployment_id))
     finally:
         connection.close()
 
@@ -229,7 +231,8 @@ def recovery_job(deployment_id: str, why: str) -> None:
     """RQ's entry point for a deployment whose worker died (handed over by a sweeper)."""
     connection = connect()
     try:
-        asyncio.run(recover_deployment(connection, deployment_id, why))
+        with working_on(deployment_id):
+            asyncio.run(recover_deployment(connection, deployment_id, why))
     finally:
         connection.close()
 

@@ -6,6 +6,7 @@ horses write prometheus-client's multiprocess files and whose /metrics serves th
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -193,6 +194,7 @@ environments:
     hosts:
       - {name: h1, address: local}
 """
+PLANTED = "planted-registry-password-0451"
 
 
 @pytest.fixture
@@ -211,6 +213,8 @@ def worker(
         "REDIS_URL": redis_server,
         "GREENLIGHT_CONFIG": str(config),
         "GREENLIGHT_METRICS_PORT": str(port),
+        "GREENLIGHT_LOG_FORMAT": "json",
+        "GREENLIGHT_REGISTRY_PASSWORD": PLANTED,
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with log.open("wb") as out:
@@ -247,7 +251,7 @@ def worker(
 def test_a_worker_serves_what_its_work_horses_measured(
     worker: tuple[str, Path, dict[str, Any]], r: redis.Redis
 ) -> None:
-    url, _, setup = worker
+    url, log, setup = worker
     empty = urllib.request.urlopen(url, timeout=2).read().decode()  # noqa: S310
     # A rollback where nothing was ever live: its first phase job reads the host (this
     # machine) and refuses it; the work horse that ran it has exited by the end.
@@ -268,3 +272,12 @@ def test_a_worker_serves_what_its_work_horses_measured(
     phases = "greenlight_phase_duration_seconds_count"
     assert value(text, phases, **where, phase="plan", result="refused") == 1
     assert value(text, "greenlight_queue_wait_seconds_count", **where) == 1
+
+    # Its log: JSON lines, the deployment's events each naming it, no secret.
+    worker_log = log.read_text()
+    lines = [json.loads(line) for line in worker_log.splitlines() if line.startswith("{")]
+    events = [line for line in lines if line["logger"] == "greenlight.events"]
+    assert events and all(line["deployment"] == answer.deployment for line in events)
+    assert {"time", "level", "logger", "message"} <= events[0].keys()
+    assert any("nothing is live" in line["message"] for line in events)
+    assert PLANTED not in worker_log
