@@ -29,6 +29,7 @@ from bot import render
 from bot.access import Access
 from bot.buttons import Cards
 from bot.handlers import build_router
+from bot.metrics import CountTelegramCalls
 from bot.notify import Notifier
 from bot.progress import Outcomes, Progress
 from bot.retry import ObeyRetryAfter
@@ -66,6 +67,7 @@ def build_dispatcher(
 def build_bot(settings: BotSettings) -> Bot:
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api))
     session.middleware(ObeyRetryAfter())
+    session.middleware(CountTelegramCalls())  # inside: each attempt a 429 costs is counted
     return Bot(
         settings.token.get_secret_value(),
         session=session,

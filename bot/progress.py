@@ -28,7 +28,7 @@ from aiogram.exceptions import (
 )
 from pydantic import ValidationError
 
-from bot import render
+from bot import metrics, render
 from bot.names import names_of
 from bot.pace import CountSends, Pace
 from bot.steering import Handles, steering_buttons
@@ -143,6 +143,7 @@ class Progress:
         self.consumer = consumer
         self.store = ProgressStore(connection)
         self.pace = Pace()
+        self.backlog = metrics.Backlog(connection, EVENTS_KEY, GROUP)
         bot.session.middleware(CountSends(self.pace))
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -169,6 +170,7 @@ class Progress:
                 backlog = backlog and bool(entries)
                 for entry, raw in entries:
                     await asyncio.to_thread(self._consume, entry, raw)
+                await asyncio.to_thread(self.backlog.measure)
                 wait_ms = await self._paint_due()
             except redis.RedisError as exc:  # Redis restarting: try again shortly
                 log.warning("progress: %s", exc)
@@ -203,6 +205,7 @@ class Progress:
             log.warning("progress: entry %s is not an event; skipped", entry)
             self.redis.xack(EVENTS_KEY, GROUP, entry)
             return
+        metrics.event_read(event.at)
         if not isinstance(event, SHOWN):
             self.redis.xack(EVENTS_KEY, GROUP, entry)
             return
