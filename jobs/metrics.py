@@ -29,17 +29,11 @@ ENDED = frozenset(
     {"live", "rolled_back", "not_switched", "rejected", "cancelled", "recovered", "refused"}
     | {"unknown"}
 )
-# Which failing phase caused an automatic rollback. Only a failure after the switch
-# moves traffic back; an earlier one (health, smoke) tears the new colour down and
-# ends `not_switched`, which `greenlight_deployments_total` counts.
-CAUSES = {
-    "monitor": "stability",
-    "stage": "health",
-    "verify": "health",
-    "smoke": "smoke",
-    "switch": "switch",
-    "finalize": "finalize",
-}
+# Which failing phase caused an automatic rollback. Only a failure once traffic moved
+# can: a failed health check or smoke request comes before the switch, tears the new
+# colour down and ends `not_switched` (greenlight_deployments_total, and the phase's
+# duration with result="failed", say which).
+CAUSES = {"monitor": "stability", "switch": "switch", "finalize": "finalize"}
 PHASE_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 DETECTION_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120, 300)
 WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900)

@@ -24,16 +24,20 @@ import redis
 
 from deploy import probes
 from deploy.context import Context
-from deploy.deployment import FailureReport
-from deploy.errors import CANCELLED, Cancelled
+from deploy.deployment import Deployment, FailureReport
+from deploy.errors import CANCELLED, Cancelled, LockHeld
+from deploy.events import ListSink
+from deploy.ops.locks import lock_all
 from deploy.pipeline import recover, run_deploy_phases
 from deploy.spec import StabilitySpec, load_specs
 from jobs import api
 from jobs.records import RecordStore
 from jobs.streams import RedisSink
+from jobs.work import refused_in
 from tests.jobs.test_api import make_spec
 from tests.metrics_text import scrape, value
 from tests.redis_server import free_port
+from tests.unit.local import local_spec
 from tests.unit.test_recover import Fleet, fleet, servers  # noqa: F401 (fixtures)
 
 SPECS = {"shop": make_spec()}
@@ -177,6 +181,29 @@ async def test_a_rollback_after_a_cancel_or_a_dead_worker_names_its_cause(
     assert delta(rollbacks, app="shop", env="production", cause="recovery") == 1
     assert delta(rollbacks) == 2
     assert delta("greenlight_detection_latency_seconds_count") == 0
+
+
+async def test_a_host_lock_held_by_another_deployment_is_counted(tmp_path: Path) -> None:
+    upstream = tmp_path / "upstream.conf"
+    upstream.write_text("server 127.0.0.1:9 down;\n")
+    spec = local_spec(app_dir=str(tmp_path / "app"), proxy={"upstream_file": str(upstream)})
+
+    def deployment(version: str, who: str) -> Context:
+        record = Deployment(
+            id=f"production-{version}-x", env="production", version=version, who=who
+        )
+        return Context(spec, spec.environment("production"), record, ListSink())
+
+    await lock_all(deployment("v1.0.0", "alice"))  # the real lock, on this machine
+    bob = deployment("v1.0.1", "bob")
+    delta = Delta()
+    with pytest.raises(LockHeld, match="deploy lock held by alice") as held:
+        await lock_all(bob)
+    refused_in(bob, "preflight", held.value)  # what the phase job does with a refusal
+
+    refusals = "greenlight_lock_refusals_total"
+    assert delta(refusals, app="shop", env="production", lock="host", reason="held") == 1
+    assert delta(refusals, lock="lease") == 0
 
 
 # -- a real worker: work horses, multiprocess files, its own /metrics -----------------
