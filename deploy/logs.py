@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Literal, TextIO
 
@@ -34,7 +34,7 @@ _deployment: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 # Record attributes worth a JSON key when a call sets them with `extra=`.
 EXTRA_KEYS = ("deployment", "event", "phase", "host", "app", "env")
-TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(greenlight_where)s %(message)s"
 
 
 class LogSettingError(ValueError):
@@ -94,15 +94,12 @@ class TextFormatter(logging.Formatter):
         self.redact = redact
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
         deployment = _fields(record).get("deployment")
-        if deployment is not None:
-            head = f"{record.name} "
-            text = text.replace(head, f"{record.name} [{deployment}] ", 1)
-        return self.redact(text)
+        record.greenlight_where = f" [{deployment}]" if deployment is not None else ""
+        return self.redact(super().format(record))
 
 
-def log_format(environ: dict[str, str] | None = None) -> Format:
+def log_format(environ: Mapping[str, str] | None = None) -> Format:
     value = (environ if environ is not None else os.environ).get("GREENLIGHT_LOG_FORMAT", "")
     value = value.strip().lower() or "text"
     if value not in ("text", "json"):
@@ -110,7 +107,7 @@ def log_format(environ: dict[str, str] | None = None) -> Format:
     return "json" if value == "json" else "text"
 
 
-def log_level(default: str = "INFO", environ: dict[str, str] | None = None) -> int:
+def log_level(default: str = "INFO", environ: Mapping[str, str] | None = None) -> int:
     value = (environ if environ is not None else os.environ).get("GREENLIGHT_LOG_LEVEL", "")
     name = (value.strip() or default).upper()
     level = logging.getLevelNamesMapping().get(name)
@@ -124,7 +121,7 @@ def configure(
     *,
     default_level: str = "INFO",
     stream: TextIO | None = None,
-    environ: dict[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> logging.Handler:
     """Replace the root logger's handlers with one writing to `stream` (stderr) in the
     configured format. Raises LogSettingError for a setting it does not know."""
@@ -151,9 +148,9 @@ def secret_values(*settings: BaseModel) -> list[str]:
     return found
 
 
-def known_secrets(environ: Iterable[tuple[str, str]] | None = None) -> list[str]:
+def known_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
     """The secret values every process may hold in its environment, whatever its own
     settings are (a worker's env file often carries the bot token too)."""
     names = ("GREENLIGHT_BOT_TOKEN", "GREENLIGHT_REGISTRY_PASSWORD", "GREENLIGHT_WEBHOOK_SECRET")
-    pairs = dict(environ if environ is not None else os.environ.items())
-    return [pairs[name] for name in names if pairs.get(name)]
+    found = os.environ if environ is None else environ
+    return [found[name] for name in names if found.get(name)]
