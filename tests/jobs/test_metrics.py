@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -308,3 +309,25 @@ def test_a_worker_serves_what_its_work_horses_measured(
     assert {"time", "level", "logger", "message"} <= events[0].keys()
     assert any("nothing is live" in line["message"] for line in events)
     assert PLANTED not in worker_log
+
+
+def test_a_worker_whose_metrics_port_is_taken_says_so_and_exits(redis_server: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": redis_server}
+        env["GREENLIGHT_METRICS_PORT"] = str(port)
+        done = subprocess.run(
+            [sys.executable, "-m", "greenlight", "worker"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith(
+        f"cannot listen on 127.0.0.1:{port} (GREENLIGHT_METRICS_HOST, GREENLIGHT_METRICS_PORT): "
+        "Address already in use"
+    )
