@@ -34,6 +34,9 @@ _deployment: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 # Record attributes worth a JSON key when a call sets them with `extra=`.
 EXTRA_KEYS = ("deployment", "event", "phase", "host", "app", "env")
+# Libraries that log every request or connection at INFO (the stability window alone
+# makes hundreds of requests): their warnings only, unless the level is DEBUG.
+CHATTY = ("httpx", "httpcore", "asyncssh")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(greenlight_where)s %(message)s"
 
 
@@ -134,6 +137,8 @@ def configure(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(level if level <= logging.DEBUG else logging.WARNING)
     return handler
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from deploy.logs import working_on
+from deploy.logs import CHATTY, working_on
 from greenlight.cli import configure_logs, main
 
 TOKEN = "123456789:AAHplantedBotTokenValue_0123456789ab"
@@ -19,15 +19,19 @@ PASSWORD = "planted-registry-password-0451"
 
 @pytest.fixture(autouse=True)
 def root_logger() -> Iterator[None]:
-    """configure() replaces the root logger's handlers: put pytest's back after."""
+    """configure() replaces the root logger's handlers and quiets chatty libraries: put
+    it all back after."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    chatty = {name: logging.getLogger(name).level for name in CHATTY}
     yield
     for handler in list(root.handlers):
         root.removeHandler(handler)
     for handler in handlers:
         root.addHandler(handler)
     root.setLevel(level)
+    for name, was in chatty.items():
+        logging.getLogger(name).setLevel(was)
 
 
 @pytest.fixture
@@ -56,6 +60,7 @@ def test_a_worker_logs_json_lines_naming_the_deployment_without_its_secrets(
         except RuntimeError:
             logging.getLogger("rq.worker").exception("the job failed")
     logging.getLogger("rq.worker").debug("below the level: not written")
+    logging.getLogger("httpx").info("HTTP Request: GET http://127.0.0.1:8001/ 200 OK")
 
     err = capsys.readouterr().err
     first, library, failed = lines(err)
