@@ -26,8 +26,8 @@ log = logging.getLogger("greenlight.events")
 
 
 class RedisSink:
-    """The engine's EventSink for workers: each event appended to the event stream,
-    logged (one line, naming its deployment), and measured (`jobs.metrics`)."""
+    """The engine's EventSink for workers: each event appended to the event stream
+    (and so logged) and measured (`jobs.metrics`)."""
 
     def __init__(self, connection: redis.Redis, *, app: str = "", env: str = "") -> None:
         self.redis = connection
@@ -35,33 +35,40 @@ class RedisSink:
 
     async def emit(self, event: Event) -> None:
         append_event(self.redis, event)
-        # A remote command's output lines are in the stream and in failure reports;
-        # the log has them at DEBUG (GREENLIGHT_LOG_LEVEL=debug).
-        level = logging.DEBUG if event.kind == Kind.output else logging.INFO
-        if event.kind in (Kind.warning, Kind.phase_failed):
-            level = logging.WARNING
-        log.log(
-            level,
-            "%s",
-            event.message or event.kind.value,
-            extra={
-                "deployment": event.deployment,
-                "event": event.kind.value,
-                "phase": event.phase,
-                "host": event.host,
-            },
-        )
         self.metrics.observe(event)
 
 
 def append_event(connection: redis.Redis, event: Event) -> str:
+    """Append to the stream, and log it: one line per event, naming its deployment, in
+    the process that appended it (a worker for the engine's, whoever moved a request
+    for the request's own)."""
     entry = connection.xadd(
         EVENTS_KEY,
         {"event": EVENTS.dump_json(event)},
         maxlen=EVENTS_KEPT,
         approximate=True,
     )
+    log_event(event)
     return entry.decode() if isinstance(entry, bytes) else str(entry)
+
+
+def log_event(event: Event) -> None:
+    # A remote command's output lines are in the stream and in failure reports; the
+    # log has them at DEBUG (GREENLIGHT_LOG_LEVEL=debug).
+    level = logging.DEBUG if event.kind == Kind.output else logging.INFO
+    if event.kind in (Kind.warning, Kind.phase_failed):
+        level = logging.WARNING
+    log.log(
+        level,
+        "%s",
+        event.message or event.kind.value,
+        extra={
+            "deployment": event.deployment,
+            "event": event.kind.value,
+            "phase": event.phase,
+            "host": event.host,
+        },
+    )
 
 
 def last_event_id(connection: redis.Redis) -> str:

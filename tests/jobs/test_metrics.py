@@ -308,6 +308,8 @@ def test_a_worker_serves_what_its_work_horses_measured(
     assert events and all(line["deployment"] == answer.deployment for line in events)
     assert {"time", "level", "logger", "message"} <= events[0].keys()
     assert any("nothing is live" in line["message"] for line in events)
+    ended = [line for line in events if line["event"] == "request"]
+    assert ended and "refused" in ended[-1]["message"]
     assert PLANTED not in worker_log
 
 
