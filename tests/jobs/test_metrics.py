@@ -6,6 +6,7 @@ horses write prometheus-client's multiprocess files and whose /metrics serves th
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -211,7 +212,10 @@ async def test_a_host_lock_held_by_another_deployment_is_counted(tmp_path: Path)
 
 SPEC = """\
 app: shop
-image: registry.example.com/acme/shop
+image: REGISTRY/acme/shop
+registry: {username: ci}
+# No machine has this much disk: preflight refuses before anything would start.
+thresholds: {min_disk_mb: 1000000000}
 environments:
   production:
     public_url: http://127.0.0.1:9
@@ -223,6 +227,38 @@ environments:
       - {name: h1, address: local}
 """
 PLANTED = "planted-registry-password-0451"
+DIGEST = "sha256:" + "ab" * 32
+
+
+class Registry(ThreadingHTTPServer):
+    """The registry's HTTP API for one tag, behind the planted password."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Manifests)
+        threading.Thread(target=self.serve_forever, args=(0.02,), daemon=True).start()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
+
+
+class _Manifests(BaseHTTPRequestHandler):
+    def do_HEAD(self) -> None:
+        expected = "Basic " + base64.b64encode(f"ci:{PLANTED}".encode()).decode()
+        if self.headers.get("Authorization") != expected:
+            self.send_response(401)
+        elif self.path != "/v2/acme/shop/manifests/v1.0.1":
+            self.send_response(404)
+        else:
+            self.send_response(200)
+            self.send_header("Docker-Content-Digest", DIGEST)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
 
 
 @pytest.fixture
@@ -230,9 +266,13 @@ def worker(
     tmp_path: Path, redis_server: str, r: redis.Redis
 ) -> Iterator[tuple[str, Path, dict[str, Any]]]:
     """`greenlight worker` on the private Redis, serving /metrics on a free port, its
-    one host this machine (`address: local`, an empty app directory)."""
+    one host this machine (`address: local`, an empty app directory), its registry on
+    loopback. No docker engine is reachable from it."""
+    registry = Registry()
     config = tmp_path / "greenlight.yml"
-    config.write_text(SPEC.replace("APP_DIR", str(tmp_path / "app")))
+    config.write_text(
+        SPEC.replace("APP_DIR", str(tmp_path / "app")).replace("REGISTRY", registry.host)
+    )
     port = free_port()
     log = tmp_path / "worker.log"
     env = {
@@ -243,6 +283,7 @@ def worker(
         "GREENLIGHT_METRICS_PORT": str(port),
         "GREENLIGHT_LOG_FORMAT": "json",
         "GREENLIGHT_REGISTRY_PASSWORD": PLANTED,
+        "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock",
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with log.open("wb") as out:
@@ -274,6 +315,19 @@ def worker(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        registry.shutdown()
+        registry.server_close()
+
+
+def ended(r: redis.Redis, deployment: str | None) -> str:
+    """The request's final state, once its jobs have run on the worker."""
+    assert deployment is not None
+    store = RecordStore(r)
+    deadline = time.monotonic() + 30
+    while (record := store.load(deployment)) is None or not record.final:
+        assert time.monotonic() < deadline, f"{deployment} did not end"
+        time.sleep(0.1)
+    return record.state
 
 
 def test_a_worker_serves_what_its_work_horses_measured(
@@ -281,35 +335,44 @@ def test_a_worker_serves_what_its_work_horses_measured(
 ) -> None:
     url, log, setup = worker
     empty = urllib.request.urlopen(url, timeout=2).read().decode()  # noqa: S310
-    # A rollback where nothing was ever live: its first phase job reads the host (this
-    # machine) and refuses it; the work horse that ran it has exited by the end.
-    answer = api.rollback(r, setup["specs"], app=None, env=None, who="alice")
-    assert answer.accepted and answer.deployment is not None
-    store = RecordStore(r)
-    deadline = time.monotonic() + 30
-    while (record := store.load(answer.deployment)) is None or not record.final:
-        assert time.monotonic() < deadline, "the rollback request did not end"
-        time.sleep(0.1)
-    assert record.state == "refused"
+    # A rollback where nothing was ever live: its one phase job reads the host (this
+    # machine) and refuses it.
+    rollback = api.rollback(r, setup["specs"], app=None, env=None, who="alice")
+    assert ended(r, rollback.deployment) == "refused"
+    # A deployment: prepare finds the tag in the registry (with the password); preflight,
+    # the next job in another work horse, refuses this machine's disk.
+    deploy = api.request_deployment(
+        r, setup["specs"], app=None, env=None, version="v1.0.1", who="al"
+    )
+    assert ended(r, deploy.deployment) == "refused"
 
+    # Three work horses, each gone when its job ended; their samples, summed.
     text = urllib.request.urlopen(url, timeout=2).read().decode()  # noqa: S310
     where = {"app": "shop", "env": "production"}
-    ended = "greenlight_deployments_total"
-    assert value(text, ended, **where, kind="rollback", outcome="refused") == 1
-    assert value(empty, ended) == 0
+    ends = "greenlight_deployments_total"
+    assert value(text, ends, **where, kind="rollback", outcome="refused") == 1
+    assert value(text, ends, **where, kind="deploy", outcome="refused") == 1
+    assert value(empty, ends) == 0
     phases = "greenlight_phase_duration_seconds_count"
     assert value(text, phases, **where, phase="plan", result="refused") == 1
-    assert value(text, "greenlight_queue_wait_seconds_count", **where) == 1
+    assert value(text, phases, **where, phase="prepare", result="ok") == 1
+    assert value(text, phases, **where, phase="preflight", result="refused") == 1
+    assert value(text, "greenlight_queue_wait_seconds_count", **where) == 3
 
-    # Its log: JSON lines, the deployment's events each naming it, no secret.
+    # Its log: JSON lines, the deployments' events each naming theirs, no secret.
     worker_log = log.read_text()
     lines = [json.loads(line) for line in worker_log.splitlines() if line.startswith("{")]
     events = [line for line in lines if line["logger"] == "greenlight.events"]
-    assert events and all(line["deployment"] == answer.deployment for line in events)
+    assert {line["deployment"] for line in events} == {rollback.deployment, deploy.deployment}
     assert {"time", "level", "logger", "message"} <= events[0].keys()
-    assert any("nothing is live" in line["message"] for line in events)
-    ended = [line for line in events if line["event"] == "request"]
-    assert ended and "refused" in ended[-1]["message"]
+    assert any(f"is {DIGEST}" in line["message"] for line in events)
+    assert any("MB free disk" in line["message"] for line in events)
+    # The request's own moves the worker made (running, refused), the last one of each:
+    last_move = {
+        line["deployment"]: line["message"] for line in events if line["event"] == "request"
+    }
+    assert set(last_move) == {rollback.deployment, deploy.deployment}
+    assert all(" refused" in message for message in last_move.values()), last_move
     assert PLANTED not in worker_log
 
 
