@@ -36,6 +36,7 @@ from bot.github.notes import ReleaseNotes
 from bot.github.relay import Relay
 from bot.github.reporter import Reporter
 from bot.handlers import build_router
+from bot.metrics import CountTelegramCalls
 from bot.notify import Notifier
 from bot.progress import Outcomes, Progress
 from bot.retry import ObeyRetryAfter
@@ -110,6 +111,7 @@ class GitHub:
 def build_bot(settings: BotSettings) -> Bot:
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api))
     session.middleware(ObeyRetryAfter())
+    session.middleware(CountTelegramCalls())  # inside: each attempt a 429 costs is counted
     return Bot(
         settings.token.get_secret_value(),
         session=session,

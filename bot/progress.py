@@ -27,7 +27,7 @@ from aiogram.exceptions import (
 )
 from pydantic import ValidationError
 
-from bot import render
+from bot import metrics, render
 from bot.consumer import StreamConsumer
 from bot.names import names_of
 from bot.pace import CountSends, Pace
@@ -145,6 +145,7 @@ class Progress(StreamConsumer):
         self.outcomes: Outcomes = outcomes or NoOutcomes()
         self.store = ProgressStore(connection)
         self.pace = Pace()
+        self.backlog = metrics.Backlog(connection, EVENTS_KEY, GROUP)
         bot.session.middleware(CountSends(self.pace))
 
     async def run(self) -> None:
@@ -160,6 +161,7 @@ class Progress(StreamConsumer):
                 backlog = backlog and bool(entries)
                 for entry, fields in entries:
                     await asyncio.to_thread(self._consume, entry, fields.get(b"event", b""))
+                await asyncio.to_thread(self.backlog.measure)
                 wait_ms = await self._paint_due()
             except redis.RedisError as exc:  # Redis restarting: try again shortly
                 log.warning("progress: %s", exc)
@@ -179,6 +181,7 @@ class Progress(StreamConsumer):
             log.warning("progress: entry %s is not an event; skipped", entry)
             self.redis.xack(EVENTS_KEY, GROUP, entry)
             return
+        metrics.event_read(event.at)
         if not isinstance(event, SHOWN):
             self.redis.xack(EVENTS_KEY, GROUP, entry)
             return

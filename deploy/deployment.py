@@ -44,6 +44,8 @@ class FailureReport(BaseModel):
     output: list[str] = Field(default_factory=list)
     container_logs: list[str] = Field(default_factory=list)
     app_fault: bool = False
+    # When the stability window saw its first failing answer (epoch seconds), if it did.
+    first_error_at: float | None = None
 
     def lines(self) -> list[str]:
         head = f"{self.phase} failed" + (f" on {self.host}" if self.host else "")

@@ -19,6 +19,7 @@ from deploy.deployment import Deployment
 from deploy.events import RequestChanged
 from deploy.pipeline import UNPLANNED
 from deploy.state import now
+from jobs import metrics
 from jobs.streams import append_event
 
 State = Literal[
@@ -195,6 +196,7 @@ class RecordStore:
             return _with_engine(record, engine) if engine else record
 
         record = self._update(deployment_id, change)
+        metrics.request_ended(record.app, record.env, record.kind, to)
         if was != ["running"] or to != "running":  # a phase's start is the engine's event
             self._announce(record)
         return record
