@@ -58,7 +58,8 @@ async def _arguments(
 async def whoami(message: Message, settings: BotSettings) -> None:
     if message.from_user is not None:
         user = message.from_user
-        await message.answer(render.whoami(user, settings.roles_of(user.id)))
+        chat = message.chat.id if message.chat.type != "private" else None
+        await message.answer(render.whoami(user, settings.roles_of(user.id), chat))
 
 
 async def help_(message: Message) -> None:

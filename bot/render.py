@@ -88,9 +88,12 @@ def bad_arguments(command: str, problem: str) -> str:
     )
 
 
-def whoami(user: User, roles: Iterable[Role]) -> str:
+def whoami(user: User, roles: Iterable[Role], chat: int | None = None) -> str:
+    """Who asked, with the id GREENLIGHT_PEOPLE wants; in a group, the group's id too
+    (GREENLIGHT_OPS_CHAT, GREENLIGHT_LOG_CHAT)."""
     names = ", ".join(sorted(r.value for r in roles)) or "none (not on the list)"
-    return f"You are {person(user)}, id <code>{user.id}</code>. Roles: {names}."
+    text = f"You are {person(user)}, id <code>{user.id}</code>. Roles: {names}."
+    return f"{text}\nThis chat's id: <code>{chat}</code>." if chat is not None else text
 
 
 def refused(reason: str) -> str:

@@ -27,7 +27,7 @@ from tests.bot.conftest import Users
 from tests.e2e.conftest import FAST, Bed, assert_served
 from tests.e2e.test_bot_progress import within
 from tests.e2e.test_workers import REDIS_URL, fresh_redis, running_workers
-from tests.github_payloads import deliver, release
+from tests.github_payloads import deliver, release, workflow_run
 from tests.github_standin import GitHubStandIn, running_github
 from tests.redis_server import free_port
 
@@ -38,6 +38,7 @@ BOB = {"id": 1002, "first_name": "Bob", "username": "bob"}
 SECRET = "e2e-hook-secret"
 TOKEN = "ghp_e2eTokenValue0123456789abcdef"
 REPO = "greenlight/sample"
+SHA = "4f1e2d3c5b6a798877665544332211ffeeddccbb"  # the bed's sha-4f1e2d3 build
 DEADLINE = 180.0
 
 
@@ -149,3 +150,60 @@ async def test_a_published_release_is_approved_goes_live_is_announced_and_report
     assert records == {good: "live", bad: "not_switched"}
     # Only the release that went live was announced.
     assert len(await chat.people.bot_messages(CHANNEL["id"])) == 1
+
+
+CI_SPEC = {
+    "repository": REPO,
+    "ci": {"workflow": "build.yml", "branch": "main", "environment": "staging"},
+}
+
+
+async def test_a_successful_ci_run_deploys_its_commit_build_to_staging(
+    bed: Bed, fresh_redis: redis.Redis
+) -> None:
+    spec = bed.spec(envs=("staging",), **FAST, github=CI_SPEC)
+    specs = load_specs(spec)
+    async with (
+        running_emulator() as emulator,
+        running_github(TOKEN) as github,
+        aiohttp.ClientSession() as session,
+    ):
+        github.add_repo(REPO)
+        users = Users(emulator, session)
+        await users.call("chat", **OPS)
+        port = free_port()
+        settings = BotSettings(
+            GREENLIGHT_BOT_TOKEN=emulator.token,
+            GREENLIGHT_TELEGRAM_API=emulator.url,
+            GREENLIGHT_OPS_CHAT=OPS["id"],
+            GREENLIGHT_HTTP_PORT=port,
+            GREENLIGHT_GITHUB_SECRET=SECRET,
+            GREENLIGHT_GITHUB_TOKEN=TOKEN,
+            GREENLIGHT_GITHUB_API=github.url,
+            REDIS_URL=REDIS_URL,
+        )
+        bot = build_bot(settings)
+        progress = Progress(bot, fresh_redis, OPS["id"], Notifier(bot, settings, specs=specs))
+        stopping = asyncio.Event()
+        task = asyncio.create_task(serve(settings, specs, bot, fresh_redis, stopping, progress))
+        base = f"http://127.0.0.1:{port}"
+        try:
+            await until_healthy(session, base, task)
+            with running_workers(spec):
+                run = workflow_run(REPO, sha=SHA, started="2026-12-01T09:58:07Z")
+                status, answer = await deliver(session, base, "workflow_run", run, SECRET)
+                assert status == 202, answer
+                chat = Stack(People(users), github, base, session)
+                done = await chat.message(OPS["id"], "to sample/staging", "✅ is live")
+        finally:
+            stopping.set()
+            await task
+            await bot.session.close()
+    assert "🏗 CI run Build of greenlight/sample at 4f1e2d3 by carla" in done["text"]
+    version = "v0.0.0-ci.20261201095807.4f1e2d3"
+    assert bed.live(spec) == {"h1": version, "h2": version, "h3": version}
+    record = RecordStore(fresh_redis).recent("sample", "staging")[0]
+    assert record.deployment is not None and record.deployment.tag == "sha-4f1e2d3"
+    deployment = github.deployment_for(REPO, greenlight_id=record.id)
+    assert (deployment.ref, deployment.environment) == (SHA, "staging")
+    assert github.statuses(REPO, deployment.id) == ["in_progress", "success"]
