@@ -7,6 +7,7 @@ the GitHub stand-in."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,7 +111,9 @@ async def stack(bed: Bed, fresh_redis: redis.Redis) -> AsyncIterator[tuple[Stack
 
 
 async def approve(stack: Stack, tag: str) -> str:
-    card = await stack.message(OPS["id"], f"deploy of {tag} to sample/production", "Approve")
+    card = await stack.message(
+        OPS["id"], f"deploy of {tag} to sample/production", "awaits approval"
+    )
     data = next(
         b["callback_data"] for row in card["buttons"] for b in row if "Approve" in b["text"]
     )
@@ -201,7 +204,10 @@ async def test_a_successful_ci_run_deploys_its_commit_build_to_staging(
             await bot.session.close()
     assert "🏗 CI run Build of greenlight/sample at 4f1e2d3 by carla" in done["text"]
     version = "v0.0.0-ci.20261201095807.4f1e2d3"
-    assert bed.live(spec) == {"h1": version, "h2": version, "h3": version}
+    status = json.loads(bed.greenlight("status", "--json", "--env", "staging", config=spec).output)
+    assert {h["name"]: h["live"]["version"] for h in status["hosts"]} == dict.fromkeys(
+        ("h1", "h2", "h3"), version
+    )
     record = RecordStore(fresh_redis).recent("sample", "staging")[0]
     assert record.deployment is not None and record.deployment.tag == "sha-4f1e2d3"
     deployment = github.deployment_for(REPO, greenlight_id=record.id)
