@@ -119,6 +119,7 @@ def test_the_test_bed_override_puts_every_service_on_the_host_network(tmp_path: 
     for service in services.values():
         assert service["network_mode"] == "host"
         assert not service.get("ports")
+        assert service.get("build", {}).get("network", "host") == "host"
     assert "--bind 127.0.0.1 --port 6391" in " ".join(services["redis"]["command"])
     assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "-p", "6391", "ping"]
     for name in ("bot", "worker"):
