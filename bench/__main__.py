@@ -16,6 +16,7 @@ from bench import (
     scale,
     switch,
     volume,
+    webhooks,
     workers,
 )
 from bench.common import Report
@@ -31,6 +32,7 @@ BENCHES = {
     "recovery": recovery.run,
     "four": four_at_once.run,
     "bot": bot.run,
+    "webhooks": webhooks.run,
 }
 
 

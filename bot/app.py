@@ -9,6 +9,7 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Sequence
 
 import redis
 from aiogram import Bot, Dispatcher
@@ -28,7 +29,14 @@ from aiohttp import web
 from bot import render
 from bot.access import Access
 from bot.buttons import Cards
+from bot.consumer import StreamConsumer
+from bot.github.client import GitHubClient
+from bot.github.intake import GitHubIntake
+from bot.github.notes import ReleaseNotes
+from bot.github.relay import Relay
+from bot.github.reporter import Reporter
 from bot.handlers import build_router
+from bot.metrics import CountTelegramCalls
 from bot.notify import Notifier
 from bot.progress import Outcomes, Progress
 from bot.retry import ObeyRetryAfter
@@ -46,10 +54,17 @@ def build_dispatcher(
     connection: redis.Redis,
     specs: dict[str, Spec],
     progress: Progress | None = None,
+    releases: ReleaseNotes | None = None,
+    background: Sequence[StreamConsumer] = (),
 ) -> Dispatcher:
-    """The bot's dispatcher; with `progress`, its consumer runs while the bot polls."""
+    """The bot's dispatcher; with `progress`, its consumer runs while the bot polls, as
+    do the `background` consumers (GitHub's relay and reporter)."""
     dispatcher = Dispatcher(
-        settings=settings, redis=connection, specs=specs, cards=Cards(connection)
+        settings=settings,
+        redis=connection,
+        specs=specs,
+        cards=Cards(connection),
+        releases=releases,
     )
     router = build_router()
     access = Access(settings, connection)
@@ -60,12 +75,43 @@ def build_dispatcher(
     if progress is not None:
         dispatcher.startup.register(progress.start)
         dispatcher.shutdown.register(progress.stop)
+    for consumer in background:
+        dispatcher.startup.register(consumer.start)
+        dispatcher.shutdown.register(consumer.stop)
     return dispatcher
+
+
+class GitHub:
+    """What the settings turn on: the webhook (a secret) and, with a token, the
+    reports to GitHub's Deployments and release notes from its API."""
+
+    def __init__(
+        self, settings: BotSettings, bot: Bot, connection: redis.Redis, specs: dict[str, Spec]
+    ) -> None:
+        self.intake: GitHubIntake | None = None
+        self.client: GitHubClient | None = None
+        self.notes: ReleaseNotes | None = None
+        self.consumers: list[StreamConsumer] = []
+        if settings.github_secret is not None:
+            secret = settings.github_secret.get_secret_value()
+            self.intake = GitHubIntake(secret, connection, specs)
+            self.consumers.append(Relay(bot, connection, specs, settings.ops_chat))
+        if settings.github_token is not None:
+            self.client = GitHubClient(settings.github_api, settings.github_token)
+            self.notes = ReleaseNotes(self.client)
+            self.consumers.append(
+                Reporter(bot, connection, specs, self.client, settings.ops_chat, settings.log_url)
+            )
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
 
 
 def build_bot(settings: BotSettings) -> Bot:
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api))
     session.middleware(ObeyRetryAfter())
+    session.middleware(CountTelegramCalls())  # inside: each attempt a 429 costs is counted
     return Bot(
         settings.token.get_secret_value(),
         session=session,
@@ -119,11 +165,15 @@ async def serve(
     connection: redis.Redis,
     stopping: asyncio.Event,
     progress: Progress | None = None,
+    github: GitHub | None = None,
 ) -> None:
-    """Take updates and serve HTTP until `stopping` is set; the progress consumer runs
-    meanwhile. Raises StartupError when the HTTP port cannot be bound or the Bot API
-    refuses the webhook."""
-    dispatcher = build_dispatcher(settings, connection, specs, progress)
+    """Take updates and serve HTTP until `stopping` is set; the progress consumer (and
+    GitHub's, when configured) runs meanwhile. Raises StartupError when the HTTP port
+    cannot be bound or the Bot API refuses the webhook."""
+    github = github or GitHub(settings, bot, connection, specs)
+    dispatcher = build_dispatcher(
+        settings, connection, specs, progress, github.notes, github.consumers
+    )
     polling: asyncio.Task[None] | None = None
     webhook_set = False
 
@@ -133,6 +183,8 @@ async def serve(
         return polling is not None and not polling.done() and not stopping.is_set()
 
     web_app = build_web_app(settings, connection, running, dispatcher, bot)
+    if github.intake is not None:
+        github.intake.register(web_app)
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
     try:
@@ -175,6 +227,7 @@ async def serve(
             await polling
     finally:
         await runner.cleanup()
+        await github.close()
 
 
 async def run(
@@ -190,8 +243,10 @@ async def run(
         me = await check_bot(bot, settings)
         log.info("signed in as @%s", me.username)
         connection = connect(settings.redis_url)
-        progress = Progress(bot, connection, settings.ops_chat, outcomes or Notifier(bot, settings))
-        await serve(settings, specs, bot, connection, stopping, progress)
+        github = GitHub(settings, bot, connection, specs)
+        notifier = Notifier(bot, settings, notes=github.notes, specs=specs)
+        progress = Progress(bot, connection, settings.ops_chat, outcomes or notifier)
+        await serve(settings, specs, bot, connection, stopping, progress, github)
     finally:
         await bot.session.close()
 

@@ -11,6 +11,8 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from pydantic import BaseModel
 
+from bot.render import Notes
+
 CARD_KEY = "greenlight:bot:card:{handle}"
 CARD_COUNTER = "greenlight:bot:cards"
 CARD_DAYS = 30
@@ -29,6 +31,7 @@ class Decide(CallbackData, prefix="gl"):
 class Card(BaseModel):
     deployment: str
     requester: str  # rendered already (escaped)
+    notes: Notes | None = None
 
 
 class Cards:

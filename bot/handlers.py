@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Callable
 
 import redis
-from aiogram import F, Router
+from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError, TelegramRetryAfter
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
@@ -21,7 +21,9 @@ from aiogram.types import CallbackQuery, Message
 from bot import render, steering
 from bot.access import MEMBER
 from bot.arguments import Arguments, BadArguments, parse
-from bot.buttons import Card, Cards, Decide, Decision, decision_buttons
+from bot.buttons import Cards, Decide, Decision
+from bot.cards import send_request_card
+from bot.github.notes import ReleaseNotes
 from bot.names import names_of, remember
 from bot.progress import ProgressStore
 from bot.settings import BotSettings, Role
@@ -56,7 +58,8 @@ async def _arguments(
 async def whoami(message: Message, settings: BotSettings) -> None:
     if message.from_user is not None:
         user = message.from_user
-        await message.answer(render.whoami(user, settings.roles_of(user.id)))
+        chat = message.chat.id if message.chat.type != "private" else None
+        await message.answer(render.whoami(user, settings.roles_of(user.id), chat))
 
 
 async def help_(message: Message) -> None:
@@ -89,7 +92,8 @@ async def deploy(
     command: CommandObject,
     redis: redis.Redis,
     specs: dict[str, Spec],
-    cards: Cards,
+    bot: Bot,
+    releases: ReleaseNotes | None,
     who: str,
 ) -> None:
     args = await _arguments(message, command, specs, redis, who)
@@ -108,17 +112,9 @@ async def deploy(
     store = RecordStore(redis)
     record = await asyncio.to_thread(store.load, answer.deployment) if answer.deployment else None
     if record is not None and answer.state == "awaiting_approval":
+        notes = await releases.for_request(redis, specs, record) if releases else None
         requester = render.person(message.from_user)
-        handle = await asyncio.to_thread(
-            cards.create, Card(deployment=record.id, requester=requester)
-        )
-        card = await message.answer(
-            render.request_card(record, requester), reply_markup=decision_buttons(handle)
-        )
-        # Once decided, the card becomes the deployment's progress message.
-        await asyncio.to_thread(
-            ProgressStore(redis).adopt, record.id, card.chat.id, card.message_id
-        )
+        await send_request_card(bot, message.chat.id, redis, record, requester, notes)
     elif answer.accepted and answer.deployment:
         await message.answer(render.queued("deploy", answer.deployment))
     else:
@@ -234,7 +230,9 @@ async def decide(
         # Without reply_markup the edit drops the buttons: the card is decided. A card
         # that cannot be edited (deleted meanwhile) must not keep the press unanswered.
         with contextlib.suppress(TelegramAPIError):
-            await query.message.edit_text(render.request_card(record, card.requester, decision))
+            await query.message.edit_text(
+                render.request_card(record, card.requester, decision, card.notes)
+            )
         # The progress writer takes the card over from here (it may have painted first).
         await asyncio.to_thread(ProgressStore(redis).repaint, card.deployment)
     await query.answer(

@@ -29,9 +29,11 @@ from aiogram.types import BufferedInputFile, Message
 from pydantic import BaseModel
 
 from bot import chart, render
+from bot.github.notes import ReleaseNotes
 from bot.settings import BotSettings
 from deploy.events import DeployFinished, Metrics, Redactor
 from deploy.settings import EngineSettings
+from deploy.spec import Spec
 from jobs.records import DeploymentRecord
 
 log = logging.getLogger(__name__)
@@ -72,14 +74,26 @@ class Notifier:
     """Implements Outcomes with a Bot; chats from the settings (the log chat and the
     channel are optional)."""
 
-    def __init__(self, bot: Bot, settings: BotSettings, secrets: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        settings: BotSettings,
+        secrets: Iterable[str] = (),
+        notes: ReleaseNotes | None = None,
+        specs: dict[str, Spec] | None = None,
+    ) -> None:
         self.bot = bot
+        self.notes = notes
+        self.specs = specs or {}
         self.ops_chat = settings.ops_chat
         self.log_chat = settings.log_chat if settings.log_chat != settings.ops_chat else None
         self.channel = settings.channel
         token = settings.token.get_secret_value()
         registry = EngineSettings().registry_password
         known = [token, token.partition(":")[2], *secrets]
+        for github in (settings.github_secret, settings.github_token):
+            if github is not None:
+                known.append(github.get_secret_value())
         if registry is not None:
             known.append(registry.get_secret_value())
         self.scrub = Scrubber(known)
@@ -116,7 +130,19 @@ class Notifier:
 
     async def _announce(self, record: DeploymentRecord, event: DeployFinished) -> None:
         if self.channel is not None:
-            await self._send_text(self.channel, render.announcement(record, _took(record, event)))
+            notes = await self._notes(record)
+            text = render.announcement(record, _took(record, event), notes)
+            await self._send_text(self.channel, text)
+
+    async def _notes(self, record: DeploymentRecord) -> render.Notes | None:
+        """The release's notes: its own (a release started it), or GitHub's."""
+        if self.notes is not None:
+            found = await self.notes.for_finished(self.specs, record)
+        elif record.origin is not None and record.origin.notes:
+            found = render.Notes(text=record.origin.notes, url=record.origin.url)
+        else:
+            found = None
+        return self.scrub.model(found) if found is not None else None
 
     async def _report_failure(self, record: DeploymentRecord, event: DeployFinished) -> None:
         back_on = None

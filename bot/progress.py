@@ -13,7 +13,6 @@ final state is never dropped (a 429 only delays it).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -28,7 +27,8 @@ from aiogram.exceptions import (
 )
 from pydantic import ValidationError
 
-from bot import render
+from bot import metrics, render
+from bot.consumer import StreamConsumer
 from bot.names import names_of
 from bot.pace import CountSends, Pace
 from bot.steering import Handles, steering_buttons
@@ -43,7 +43,6 @@ GROUP = "greenlight-bot"
 VIEW_KEY = "greenlight:bot:progress:{deployment}"
 DIRTY_KEY = "greenlight:bot:progress:dirty"  # deployments whose message is behind
 KEPT_DAYS = 30
-BATCH = 100
 IDLE_MS = 250  # longest read block: how soon a stop or a repaint mark is noticed
 
 
@@ -118,7 +117,7 @@ def _mark(pipe: Any, view: ProgressView | None) -> None:
         pipe.sadd(DIRTY_KEY, view.deployment)
 
 
-class Progress:
+class Progress(StreamConsumer):
     """Consumes the event stream and keeps each deployment's message up to date.
 
     `start` runs it as a task beside the bot's polling; `stop` ends it between two
@@ -126,6 +125,10 @@ class Progress:
     group: a restarted bot with the same name first re-reads what it had not
     acknowledged.
     """
+
+    stream = EVENTS_KEY
+    group = GROUP
+    batch = 100
 
     def __init__(
         self,
@@ -136,29 +139,18 @@ class Progress:
         *,
         consumer: str = "bot",
     ) -> None:
+        super().__init__(connection, consumer)
         self.bot = bot
-        self.redis = connection
         self.chat_id = chat_id
         self.outcomes: Outcomes = outcomes or NoOutcomes()
-        self.consumer = consumer
         self.store = ProgressStore(connection)
         self.pace = Pace()
+        self.backlog = metrics.Backlog(connection, EVENTS_KEY, GROUP)
         bot.session.middleware(CountSends(self.pace))
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        await asyncio.to_thread(self._ensure_group)
-        self._stopping.clear()
-        self._task = asyncio.create_task(self.run(), name="greenlight-progress")
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
 
     async def run(self) -> None:
+        # Unlike the base loop, painting runs between reads: a read blocks no longer
+        # than the next paint the chat's pace allows.
         backlog = True  # our own entries read but not acknowledged before a restart
         wait_ms = IDLE_MS
         while not self._stopping.is_set():
@@ -167,8 +159,9 @@ class Progress:
                     self._read, "0" if backlog else ">", None if backlog else wait_ms
                 )
                 backlog = backlog and bool(entries)
-                for entry, raw in entries:
-                    await asyncio.to_thread(self._consume, entry, raw)
+                for entry, fields in entries:
+                    await asyncio.to_thread(self._consume, entry, fields.get(b"event", b""))
+                await asyncio.to_thread(self.backlog.measure)
                 wait_ms = await self._paint_due()
             except redis.RedisError as exc:  # Redis restarting: try again shortly
                 log.warning("progress: %s", exc)
@@ -181,21 +174,6 @@ class Progress:
 
     # -- consuming --------------------------------------------------------------------
 
-    def _ensure_group(self) -> None:
-        # A new group starts at the stream's end: a first start does not replay history.
-        with contextlib.suppress(redis.ResponseError):  # BUSYGROUP: it exists
-            self.redis.xgroup_create(EVENTS_KEY, GROUP, id="$", mkstream=True)
-
-    def _read(self, after: str, block_ms: int | None) -> list[tuple[str, bytes]]:
-        answer: Any = self.redis.xreadgroup(
-            GROUP, self.consumer, {EVENTS_KEY: after}, count=BATCH, block=block_ms
-        )
-        return [
-            (_text(entry), (fields or {}).get(b"event", b""))  # trimmed meanwhile: none
-            for _, entries in answer or []
-            for entry, fields in entries
-        ]
-
     def _consume(self, entry: str, raw: bytes) -> None:
         try:
             event = EVENTS.validate_json(raw)
@@ -203,6 +181,7 @@ class Progress:
             log.warning("progress: entry %s is not an event; skipped", entry)
             self.redis.xack(EVENTS_KEY, GROUP, entry)
             return
+        metrics.event_read(event.at)
         if not isinstance(event, SHOWN):
             self.redis.xack(EVENTS_KEY, GROUP, entry)
             return

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from html import escape
 
 from aiogram.types import User
+from pydantic import BaseModel
 
 from bot.settings import Role
 from bot.view import ProgressView
@@ -17,7 +18,15 @@ from deploy.events import DeployFinished, Metrics
 from deploy.pipeline import UNPLANNED
 from deploy.status import EnvironmentStatus, HostStatus
 from jobs.api import Answer, Target, TargetSummary
-from jobs.records import WORDS, DeploymentRecord
+from jobs.records import WORDS, DeploymentRecord, Origin
+
+
+class Notes(BaseModel):
+    """A release's notes as told in the chat: its text, and where to read the rest."""
+
+    text: str
+    url: str = ""
+
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "deploy": ("deploy a version", "/deploy v1.0.1 · /deploy shop v1.0.1 staging"),
@@ -79,9 +88,12 @@ def bad_arguments(command: str, problem: str) -> str:
     )
 
 
-def whoami(user: User, roles: Iterable[Role]) -> str:
+def whoami(user: User, roles: Iterable[Role], chat: int | None = None) -> str:
+    """Who asked, with the id GREENLIGHT_PEOPLE wants; in a group, the group's id too
+    (GREENLIGHT_OPS_CHAT, GREENLIGHT_LOG_CHAT)."""
     names = ", ".join(sorted(r.value for r in roles)) or "none (not on the list)"
-    return f"You are {person(user)}, id <code>{user.id}</code>. Roles: {names}."
+    text = f"You are {person(user)}, id <code>{user.id}</code>. Roles: {names}."
+    return f"{text}\nThis chat's id: <code>{chat}</code>." if chat is not None else text
 
 
 def refused(reason: str) -> str:
@@ -105,14 +117,84 @@ def queued(kind: str, deployment: str) -> str:
     return f"✅ {escape(kind)} queued as <code>{escape(deployment)}</code>; no approval needed."
 
 
-def request_card(record: DeploymentRecord, requester: str, decision: str = "") -> str:
-    """The approval card: what, where, who asked; and, once decided, who decided."""
-    text = (
+def request_card(
+    record: DeploymentRecord, requester: str, decision: str = "", notes: Notes | None = None
+) -> str:
+    """The approval card: what, where, who asked (and the release or CI run that did),
+    the release notes; and, once decided, who decided."""
+    lines = [
         f"🚦 <b>{escape(record.kind)}</b> of <code>{escape(record.version)}</code> to "
-        f"<b>{escape(record.app)}/{escape(record.env)}</b>\n"
-        f"requested by {requester} · <code>{escape(record.id)}</code>"
+        f"<b>{escape(record.app)}/{escape(record.env)}</b>",
+        f"requested by {requester} · <code>{escape(record.id)}</code>",
+    ]
+    if record.origin is not None:
+        lines.append(origin(record.origin))
+    if notes is not None and notes.text.strip():
+        lines.append(notes_excerpt(notes, CARD_NOTES))
+    lines.append(decision or "awaits approval by someone else")
+    return "\n".join(lines)
+
+
+CARD_NOTES = 900  # characters of release notes on a card (it has a link to the rest)
+ANNOUNCED_NOTES = 2_500  # in the channel's announcement
+NOTES_LINES = 25
+
+
+def webhook_refused(found: Origin, version: str, reason: str) -> str:
+    """A release or CI run asked for a deployment the jobs API refused."""
+    return (
+        f"⛔ {origin(found)} asked for <code>{escape(_clip(version))}</code>; refused: "
+        f"{escape(clip(reason))}"
     )
-    return f"{text}\n{decision}" if decision else f"{text}\nawaits approval by someone else"
+
+
+def github_down(record: DeploymentRecord, problem: str) -> str:
+    """GitHub would not take a deployment's report; the deployment itself goes on."""
+    return (
+        f"⚠️ GitHub did not take the report of <code>{escape(record.id)}</code>: "
+        f"{escape(clip(problem))}\nThe deployment is not affected; GitHub may show it late."
+    )
+
+
+def origin(found: Origin) -> str:
+    """The release or CI run that asked for a deployment, linked."""
+    title = escape(_clip(found.title or found.ref, 120))
+    link = (
+        f'<a href="{escape(found.url, quote=True)}">{title}</a>' if _linkable(found.url) else title
+    )
+    by = f" by {escape(_clip(found.author, 64))}" if found.author else ""
+    if found.kind == "release":
+        return f"🏷 release {link} of {escape(found.repository)}{by}"
+    return (
+        f"🏗 CI run {link} of {escape(found.repository)} at <code>{escape(found.ref[:7])}</code>{by}"
+    )
+
+
+def notes_excerpt(notes: Notes, limit: int) -> str:
+    """The notes' first lines up to `limit` characters, as a quote, with a link to the
+    whole when they were cut (or when there is a page to read them on)."""
+    lines = [line.rstrip() for line in notes.text.strip().splitlines()]
+    kept: list[str] = []
+    used = 0
+    for line in lines[:NOTES_LINES]:
+        if used + len(line) > limit:
+            if not kept:  # one long line: cut it
+                kept.append(line[: max(0, limit - 1)] + "…")
+            break
+        kept.append(line)
+        used += len(line) + 1
+    cut = len(kept) < len(lines) or kept[-1].endswith("…")
+    quote = f"<blockquote>{escape(chr(10).join(kept))}</blockquote>"
+    if _linkable(notes.url):
+        words = "the rest on GitHub" if cut else "on GitHub"
+        quote += f'\n<a href="{escape(notes.url, quote=True)}">{words}</a>'
+    elif cut:
+        quote += "\n(notes cut)"
+    return quote
+
+
+def _linkable(url: str) -> bool:
+    return url.startswith(("https://", "http://")) and len(url) <= 2_000 and " " not in url
 
 
 def decided(action: str, by: User) -> str:
@@ -204,14 +286,19 @@ def _people(record: DeploymentRecord, verb: str = "deployed") -> str:
     return f"{verb} by {escape(record.requested_by)}, {approved}"
 
 
-def announcement(record: DeploymentRecord, took: float | None) -> str:
-    """The public channel's line for a release that went live."""
-    return (
+def announcement(record: DeploymentRecord, took: float | None, notes: Notes | None = None) -> str:
+    """The public channel's line for a release that went live, with its notes."""
+    text = (
         f"🚀 <b>{escape(record.app)}</b> <code>{escape(record.version)}</code> is live in "
         f"<b>{escape(record.env)}</b>\n"
         f"deployment <code>{escape(record.id)}</code>\n"
         f"{_people(record)} · took {duration(took)}"
     )
+    if record.origin is not None:
+        text += f"\n{origin(record.origin)}"
+    if notes is not None and notes.text.strip():
+        text += f"\n{notes_excerpt(notes, ANNOUNCED_NOTES)}"
+    return text
 
 
 def version_of(record: DeploymentRecord) -> str:
@@ -360,11 +447,15 @@ def progress(view: ProgressView) -> str:
     people = f"requested by {_who(view, view.requested_by)}"
     if view.approved_by:
         people += f" · approved by {_who(view, view.approved_by)}"
+    elif view.origin is not None and view.kind == "deploy" and view.state != "rejected":
+        people += " · started at once: no approval needed"
     lines = [
         f"🚀 <b>{escape(view.kind)}</b> of <code>{escape(_clip(view.version))}</code> to "
         f"<b>{escape(_clip(view.app))}/{escape(_clip(view.env))}</b>",
         f"{people} · <code>{escape(_clip(view.deployment))}</code>",
     ]
+    if view.origin is not None:
+        lines.append(origin(view.origin))
     if view.hosts:
         shown = ", ".join(_clip(h, 40) for h in view.hosts[:HOSTS_SHOWN])
         more = f" and {len(view.hosts) - HOSTS_SHOWN} more" if len(view.hosts) > HOSTS_SHOWN else ""

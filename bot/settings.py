@@ -49,6 +49,15 @@ class BotSettings(BaseSettings):
     # The bot's own HTTP server: /health, the webhook; loopback unless told otherwise.
     http_host: str = Field("127.0.0.1", alias="GREENLIGHT_HTTP_HOST")
     http_port: int = Field(8090, ge=0, le=65_535, alias="GREENLIGHT_HTTP_PORT")
+    # GitHub: with a secret, POST /webhooks/github takes releases and CI runs; with a
+    # token, every deployment of a repository's app is reported to GitHub (Deployments)
+    # and cards and announcements carry the release notes.
+    github_secret: SecretStr | None = Field(None, alias="GREENLIGHT_GITHUB_SECRET")
+    github_token: SecretStr | None = Field(None, alias="GREENLIGHT_GITHUB_TOKEN")
+    github_api: str = Field("https://api.github.com", alias="GREENLIGHT_GITHUB_API")
+    # The log URL of a GitHub deployment status, `{deployment}` replaced by its id; by
+    # default the progress message in the ops chat.
+    log_url: str | None = Field(None, alias="GREENLIGHT_LOG_URL")
 
     @field_validator("log_chat", mode="before")
     @classmethod
@@ -113,6 +122,18 @@ class BotSettings(BaseSettings):
         if not WEBHOOK_SECRET.fullmatch(secret.get_secret_value()):
             raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
         return secret
+
+    @field_validator("github_secret", "github_token", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("github_api", "log_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url and (urlsplit(url).scheme not in ("https", "http") or not urlsplit(url).netloc):
+            raise ValueError(f"must be an http(s):// URL, not {url[:100]!r}")
+        return url or None
 
     def roles_of(self, user_id: int) -> frozenset[Role]:
         """A listed person's roles, admin expanded to all of them; empty for strangers."""

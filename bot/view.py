@@ -25,7 +25,7 @@ from deploy.events import (
 )
 from deploy.pipeline import DEPLOY_PHASES, ROLLBACK_PHASES
 from deploy.probes import Figures
-from jobs.records import FINAL, DeploymentRecord
+from jobs.records import FINAL, DeploymentRecord, Origin
 
 PhaseState = Literal["pending", "running", "done", "failed"]
 METRICS_KEPT = 2_000  # intervals of one stability window kept for the outcome hook
@@ -48,6 +48,7 @@ class ProgressView(BaseModel):
     version: str = ""
     requested_by: str = ""
     approved_by: str | None = None
+    origin: Origin | None = None  # the release or CI run that asked (without its notes)
     # Display names for `tg:<id>` people, where the bot saw them (an @username).
     names: dict[str, str] = Field(default_factory=dict)
     state: str = "requested"
@@ -109,6 +110,8 @@ def refresh(view: ProgressView, record: DeploymentRecord) -> ProgressView:
     view.kind, view.app, view.env = record.kind, record.app, record.env
     view.version = record.version
     view.requested_by, view.approved_by = record.requested_by, record.approved_by
+    if record.origin is not None:  # the notes stay on the card; the link is enough here
+        view.origin = record.origin.model_copy(update={"notes": ""})
     if record.deployment is not None and not view.hosts:
         view.hosts = list(record.deployment.hosts)
     return view

@@ -19,6 +19,7 @@ from aiogram import Bot, Dispatcher
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
+from bot.metrics import METRICS_PATH, metrics_handler
 from bot.settings import BotSettings
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (the name of a header)
@@ -90,6 +91,7 @@ def build_web_app(
         return web.json_response(body, status=200 if redis_ok and running else 503)
 
     app.router.add_get(HEALTH_PATH, health)
+    app.router.add_get(METRICS_PATH, metrics_handler())
     if settings.webhook_url:
         if dispatcher is None or bot is None or settings.webhook_secret is None:
             raise ValueError("webhook mode needs the dispatcher, the bot and the secret")

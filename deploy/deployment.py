@@ -44,6 +44,8 @@ class FailureReport(BaseModel):
     output: list[str] = Field(default_factory=list)
     container_logs: list[str] = Field(default_factory=list)
     app_fault: bool = False
+    # When the stability window saw its first failing answer (epoch seconds), if it did.
+    first_error_at: float | None = None
 
     def lines(self) -> list[str]:
         head = f"{self.phase} failed" + (f" on {self.host}" if self.host else "")
@@ -83,6 +85,8 @@ class Deployment(BaseModel):
     app: str = ""
     env: str
     version: str
+    # The image tag when it is not the version's own: a CI build's `sha-1a2b3c4`.
+    tag: str = ""
     who: str
     # Identifies this run to its host locks; the id alone repeats within a second.
     token: str = Field(default_factory=lambda: uuid.uuid4().hex)

@@ -30,6 +30,10 @@ class Refused(GreenlightError):
     blames_release = False
 
 
+class LockHeld(Refused):
+    """A host's deploy lock is held by another deployment (the metrics count these)."""
+
+
 CANCELLED = "cancelled by an operator"
 
 
@@ -161,15 +165,19 @@ class StepFailed(HostError):
 
 
 class ProbeFailed(GreenlightError):
-    def __init__(self, message: str, probes: Sequence[Probe] = ()) -> None:
+    def __init__(
+        self, message: str, probes: Sequence[Probe] = (), *, first_error_at: float | None = None
+    ) -> None:
         super().__init__(message)
         self.probes = list(probes)
         self.host: str | None = None  # set by the fan-out that probed on a host's behalf
+        self.first_error_at = first_error_at  # the stability window's first failing answer
 
     def describe(self, report: FailureReport) -> None:
         super().describe(report)
         report.host = self.host
         report.output = [p.summary for p in self.probes]
+        report.first_error_at = self.first_error_at
 
 
 class WrongColour(ProbeFailed):

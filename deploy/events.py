@@ -79,6 +79,7 @@ class PhaseFinished(_Event):
 class PhaseFailure(_Event):
     kind: Literal[Kind.phase_failed] = Kind.phase_failed
     report: FailureReport
+    seconds: float | None = None
 
 
 class Step(_Event):
@@ -104,6 +105,9 @@ class Metrics(_Event):
 
 class RollbackStarted(_Event):
     kind: Literal[Kind.rollback_started] = Kind.rollback_started
+    # Seconds from the stability window's first failing answer to this decision, when
+    # the window is what failed.
+    detected_in: float | None = None
 
 
 class RollbackFinished(_Event):

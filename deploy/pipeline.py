@@ -122,7 +122,7 @@ async def run_phase(ctx: Context, name: str, phase: Phase) -> None:
         ctx.deployment.phases[name] = round(time.monotonic() - started, 3)
         raise
     except Exception as exc:  # every failure becomes a report; nothing escapes unrecorded
-        ctx.deployment.phases[name] = round(time.monotonic() - started, 3)
+        took = ctx.deployment.phases[name] = round(time.monotonic() - started, 3)
         report = await failure_report(ctx, name, exc)
         await ctx.emit(
             Kind.phase_failed,
@@ -130,6 +130,7 @@ async def run_phase(ctx: Context, name: str, phase: Phase) -> None:
             phase=name,
             host=report.host,
             report=report,
+            seconds=took,
         )
         raise PhaseFailed(report) from exc
     took = round(time.monotonic() - started, 3)
@@ -182,10 +183,12 @@ async def recover(ctx: Context, report: FailureReport) -> None:
     switched = [h for h in ctx.hosts if ctx.progress(h).switched]
     outcome = "rolled_back" if switched else "not_switched"
     if switched:
+        first_error = report.first_error_at
         await ctx.emit(
             Kind.rollback_started,
             f"rolling back {', '.join(h.name for h in switched)} to {went_back_to(record)}",
             phase="rollback",
+            detected_in=round(time.time() - first_error, 3) if first_error else None,
         )
         try:
             await run_phase(ctx, "rollback", rollback_switched)

@@ -36,6 +36,8 @@ class Probe:
     version: str | None = None
     body: str = ""
     error: str | None = None
+    # When the answer (or the error) came, wall clock: detection latency starts here.
+    at: float = field(default_factory=time.time)
 
     @property
     def summary(self) -> str:
@@ -167,6 +169,7 @@ class IntervalMetrics:
     latencies: list[float] = field(default_factory=list)
     versions: dict[str, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    first_error_at: float | None = None
 
     def add(self, probe: Probe) -> None:
         self.requests += 1
@@ -176,6 +179,8 @@ class IntervalMetrics:
         if stability_error(probe):
             self.errors += 1
             self.failures.append(probe.summary)
+            if self.first_error_at is None or probe.at < self.first_error_at:
+                self.first_error_at = probe.at
 
     def figures(self, elapsed: float = 0.0) -> Figures:
         return Figures(
@@ -371,7 +376,11 @@ async def stability_window(
             await on_interval(index, figures)
             verdict = stability_verdict(total, spec)
             if verdict:
-                raise ProbeFailed(f"unstable: {verdict}", [p for p in probes if stability_error(p)])
+                raise ProbeFailed(
+                    f"unstable: {verdict}",
+                    [p for p in probes if stability_error(p)],
+                    first_error_at=total.first_error_at,
+                )
             if time.monotonic() - started >= spec.duration:
                 return total
             await asyncio.sleep(max(0.0, spec.interval - (time.monotonic() - tick)))

@@ -289,6 +289,49 @@ class Environment(Settings):
 
 
 ImageRef = Annotated[str, Field(pattern=r"^[a-z0-9.:-]+(/[a-z0-9._-]+)+$")]
+Repository = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")]
+
+
+class ReleaseTrigger(_Model):
+    """A published GitHub release deploys its tag to `environment`; a prerelease goes
+    to `prereleases` (an environment's name) or, with `ignore`, nowhere."""
+
+    environment: str
+    prereleases: str = "ignore"
+
+
+class CITrigger(_Model):
+    """A successful run of `workflow` (its file name, e.g. build.yml, or its name) on
+    `branch` deploys the image built for that commit, tagged `tag` ({sha}, {sha7})."""
+
+    workflow: Annotated[str, Field(min_length=1, max_length=200)]
+    branch: Annotated[str, Field(min_length=1, max_length=255)] = "main"
+    environment: str
+    tag: str = "sha-{sha7}"
+
+    @field_validator("tag")
+    @classmethod
+    def _tag_template(cls, template: str) -> str:
+        try:
+            example = template.format(sha="0" * 40, sha7="0" * 7)
+        except (KeyError, IndexError, ValueError):
+            raise ValueError("may use only the {sha} and {sha7} placeholders") from None
+        if "{sha}" not in template and "{sha7}" not in template:
+            raise ValueError("must contain {sha} or {sha7}: one image per commit")
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", example):
+            raise ValueError(f"gives {example!r}, which is not a docker tag")
+        return template
+
+
+class GitHubSpec(_Model):
+    """The repository whose releases and CI runs reach this app through the webhook,
+    and which gets a GitHub Deployment with statuses for every run."""
+
+    repository: Repository
+    release: ReleaseTrigger | None = None
+    ci: CITrigger | None = None
+
+
 # Each image of a release reaches compose as GREENLIGHT_IMAGE_<NAME>.
 ImageName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,30}$")]
 
@@ -301,6 +344,7 @@ class Spec(_Model):
     registry: RegistrySpec = RegistrySpec()
     default_environment: str | None = None
     environments: dict[str, Environment]
+    github: GitHubSpec | None = None
     source: Path | None = None
 
     @model_validator(mode="after")
@@ -310,6 +354,25 @@ class Spec(_Model):
                 f"default_environment {self.default_environment!r} is not one of the "
                 f"environments ({', '.join(sorted(self.environments))})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _triggers_name_environments(self) -> Spec:
+        if self.github is None:
+            return self
+        named = {
+            "github.release.environment": self.github.release and self.github.release.environment,
+            "github.release.prereleases": self.github.release
+            and self.github.release.prereleases != "ignore"
+            and self.github.release.prereleases,
+            "github.ci.environment": self.github.ci and self.github.ci.environment,
+        }
+        for key, name in named.items():
+            if name and name not in self.environments:
+                raise ValueError(
+                    f"{key}: {name!r} is not one of the environments "
+                    f"({', '.join(sorted(self.environments))})"
+                )
         return self
 
     @model_validator(mode="after")
@@ -394,7 +457,15 @@ def _url_path(path: str) -> str:
     return path
 
 
-_TOP_LEVEL = {"app", "image", "images", "registry", "default_environment", "environments"}
+_TOP_LEVEL = {
+    "app",
+    "image",
+    "images",
+    "registry",
+    "default_environment",
+    "environments",
+    "github",
+}
 _OVERRIDABLE = set(Settings.model_fields)
 
 
@@ -482,7 +553,31 @@ def load_specs(path: str | os.PathLike[str] | None = None) -> dict[str, Spec]:
             raise SpecError(f"{file.name}: app {spec.app!r} is already defined in {where}")
         specs[spec.app] = spec
     check_apart(specs)
+    _one_app_per_repository(specs)
     return specs
+
+
+def _one_app_per_repository(specs: dict[str, Spec]) -> None:
+    """A release must say which app it is: two specs naming one repository cannot."""
+    named: dict[str, str] = {}
+    for spec in specs.values():
+        if spec.github is None:
+            continue
+        repo = spec.github.repository.lower()  # GitHub's names ignore case
+        if repo in named:
+            raise SpecError(
+                f"github.repository {spec.github.repository!r} is named by both "
+                f"{named[repo]} and {spec.app}; a webhook could not tell which to deploy"
+            )
+        named[repo] = spec.app
+
+
+def app_for_repository(specs: dict[str, Spec], repository: str) -> Spec | None:
+    """The app whose spec names `repository` (case-insensitive, as GitHub's are)."""
+    for spec in specs.values():
+        if spec.github is not None and spec.github.repository.lower() == repository.lower():
+            return spec
+    return None
 
 
 def check_apart(specs: dict[str, Spec]) -> None:

@@ -14,7 +14,8 @@ from functools import total_ordering
 
 # ASCII digits only: `\d` would also accept other scripts' digits.
 _NUMBER = r"(?:0|[1-9][0-9]{0,8})"
-_IDENT = r"(?:0|[1-9][0-9]{0,8}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
+# A prerelease number may be a CI build's UTC timestamp (yyyymmddHHMMSS, 14 digits).
+_IDENT = r"(?:0|[1-9][0-9]{0,19}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
 _SEMVER = re.compile(
     rf"v?(?P<major>{_NUMBER})\.(?P<minor>{_NUMBER})\.(?P<patch>{_NUMBER})"
     rf"(?:-(?P<pre>{_IDENT}(?:\.{_IDENT})*))?"
@@ -89,3 +90,32 @@ def deployment_id(env: str, version: Version, at: datetime | None = None) -> str
     """`<env>-<version>-<UTC yyyymmdd_HHMMSS>`, e.g. production-v1.0.1-20241227_183050."""
     moment = (at or datetime.now(UTC)).astimezone(UTC)
     return f"{env}-{version.tag}-{moment:%Y%m%d_%H%M%S}"
+
+
+# Docker's grammar for a tag: it reaches the registry's URL path and the hosts.
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def check_tag(text: str) -> str:
+    """An image tag as docker accepts one; InvalidVersion otherwise."""
+    if not isinstance(text, str) or not _TAG.fullmatch(text):
+        shown = text if isinstance(text, str) else type(text).__name__
+        raise InvalidVersion(
+            f"image tag {shown[:80]!a} is not a docker tag (letters, digits, _ . -, "
+            "at most 128, not starting with . or -)"
+        )
+    return text
+
+
+def ci_version(sha: str, at: datetime) -> Version:
+    """A CI build's version: a semver prerelease of 0.0.0 that sorts by build time,
+    `v0.0.0-ci.<UTC yyyymmddHHMMSS>.<sha7>`; `sha` must be a commit's hex id."""
+    if not re.fullmatch(r"[0-9a-f]{7,40}", sha):
+        raise InvalidVersion(f"commit {sha[:80]!a} is not a git commit id")
+    moment = at.astimezone(UTC)
+    short = sha[:7]
+    # Seven decimal digits with a leading zero are not a semver identifier (about one
+    # commit in 250): those, only, get git describe's `g` in front.
+    if short.isdecimal() and short.startswith("0"):
+        short = f"g{short}"
+    return parse_version(f"v0.0.0-ci.{moment:%Y%m%d%H%M%S}.{short}")

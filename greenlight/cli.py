@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -100,6 +101,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    problem = configure_logs(args.command)
+    if problem:
+        print(f"greenlight: {problem}", file=sys.stderr)
+        return EXIT_REFUSED
     if args.command == "audit":
         return _audit(args.n)
     if args.command == "bot":
@@ -111,9 +116,14 @@ def main(argv: list[str] | None = None) -> int:
 
         return check(args.role)
     if args.command == "worker":
+        from jobs.exporter import ExporterError
         from jobs.queue import run_worker
 
-        return 0 if run_worker(burst=args.burst) else 1
+        try:
+            return 0 if run_worker(burst=args.burst) else 1
+        except ExporterError as exc:
+            print(f"greenlight worker: {exc}", file=sys.stderr)
+            return EXIT_REFUSED
     from deploy.settings import EngineSettings
     from deploy.spec import SpecError, choose_app, load_specs
 
@@ -147,6 +157,29 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("greenlight: interrupted; run `greenlight status` to see the state", file=sys.stderr)
         return 3
+
+
+def configure_logs(command: str) -> str | None:
+    """Logging for this process (deploy.logs): the bot and workers at INFO, the
+    command line at WARNING (it prints its own lines); every secret value the process
+    knows is redacted, and in the bot secret-looking text too. The problem, if any."""
+    from deploy.events import Redactor
+    from deploy.logs import LogSettingError, configure, known_secrets, secret_values
+
+    secrets = known_secrets()
+    redact = Redactor(secrets)
+    if command == "bot":
+        from bot.notify import Scrubber
+        from bot.settings import SettingsError, load_settings
+
+        with contextlib.suppress(SettingsError):  # the bot reports a bad setting itself
+            secrets += secret_values(load_settings())
+        redact = Scrubber(secrets)
+    try:
+        configure(redact, default_level="INFO" if command in ("bot", "worker") else "WARNING")
+    except LogSettingError as exc:
+        return str(exc)
+    return None
 
 
 STEERING = {"apps", "cancel", "promote", "approve", "reject", "lock", "unlock"}

@@ -22,7 +22,7 @@ from deploy.spec import Environment, Spec, SpecError, choose_app
 from deploy.status import EnvironmentStatus, collect_status
 from jobs.lease import Lease, LeaseHeld, Sticky
 from jobs.queue import TIMEOUT_SLACK, enqueue_phase
-from jobs.records import WORDS, DeploymentRecord, RecordStore, State
+from jobs.records import WORDS, DeploymentRecord, Origin, RecordStore, State
 from jobs.streams import AuditEntry, audit
 from jobs.work import CANCEL_KEY, drop_expiry, lease_holder, resume, schedule_expiry
 
@@ -95,20 +95,24 @@ def request_deployment(
     who: str,
     approved_by: str | None = None,
     skip_tests: bool = False,
+    tag: str | None = None,
+    origin: Origin | None = None,
 ) -> Answer:
     """Ask for `version` on (app, environment). Where the environment's policy says
     `approval: required` and nobody else approved it already, it waits for `approve`
-    (at most `approval_timeout`); otherwise it is queued at once."""
+    (at most `approval_timeout`); otherwise it is queued at once. `tag` is the image
+    tag when it is not the version's (a CI build); `origin` says which release or CI
+    run asked, when a webhook did."""
     try:
         spec, environment = _where(specs, app, env)
-        engine = new_deployment(spec, environment.name, version, who)
+        engine = new_deployment(spec, environment.name, version, who, tag=tag)
         if approved_by is not None and approved_by == who:
             raise EngineRefused(f"{who} asked for it; someone else has to approve it")
     except (SpecError, EngineRefused, Refusal) as exc:
         return _refuse(connection, who, "deploy", _target(app, env, exc), str(exc))
     engine.skip_tests = skip_tests
     waits = environment.approval == "required" and approved_by is None
-    return _start(connection, specs, spec, environment, engine, who, approved_by, waits)
+    return _start(connection, specs, spec, environment, engine, who, approved_by, waits, origin)
 
 
 def rollback(
@@ -147,6 +151,17 @@ def approve(connection: redis.Redis, deployment_id: str, who: str) -> Answer:
     assert record.deployment is not None
     drop_expiry(connection, record.id, "awaiting_approval")
     return _queue(connection, record, record.deployment, who, action="approve")
+
+
+def update_origin(connection: redis.Redis, deployment_id: str, origin: Origin, who: str) -> Answer:
+    """The release behind a waiting request changed (its notes, its name): the request
+    carries the new text. Only while it awaits approval; what runs keeps what it had."""
+    try:
+        record = _awaiting(connection, deployment_id, "awaiting_approval", "update")
+    except Refusal as exc:
+        return _refuse(connection, who, "update", exc.target, exc.reason)
+    RecordStore(connection).set_origin(record.id, origin)
+    return _accept(connection, who, "update", _at(record), record.id, record.state)
 
 
 def reject(connection: redis.Redis, deployment_id: str, who: str, reason: str = "") -> Answer:
@@ -190,6 +205,7 @@ def cancel(
     env: str | None,
     who: str,
     deployment: str | None = None,
+    reason: str = "",
 ) -> Answer:
     """Stop what is happening on (app, environment). A request awaiting approval just
     ends; a deployment held for promotion, queued or running unwinds in the engine:
@@ -199,17 +215,18 @@ def cancel(
         record = _current(connection, specs, app, env, "cancel", deployment)
     except Refusal as exc:
         return _refuse(connection, who, "cancel", exc.target, exc.reason)
-    why = f"cancelled by {who}"
+    reason = " ".join(reason.split())[:MAX_REASON]
+    why = f"cancelled by {who}" + (f": {reason}" if reason else "")
     if record.state == "awaiting_approval":
         drop_expiry(connection, record.id, "awaiting_approval")
-        RecordStore(connection).advance(record.id, "cancelled", by=who)
+        RecordStore(connection).advance(record.id, "cancelled", by=who, note=reason)
         Lease(connection, record.app, record.env).release(lease_holder(record))
         return _accept(connection, who, "cancel", _at(record), record.id, "cancelled")
     if record.state == "awaiting_promotion":
         resume(connection, record, who, cancel=why)
     else:  # the engine polls it between steps and inside every wait
         connection.set(CANCEL_KEY.format(id=record.id), why, ex=86_400)
-    return _accept(connection, who, "cancel", _at(record), record.id, record.state)
+    return _accept(connection, who, "cancel", _at(record), record.id, record.state, reason)
 
 
 def lock(
@@ -367,6 +384,7 @@ def _start(
     who: str,
     approved_by: str | None,
     waits: bool,
+    origin: Origin | None = None,
 ) -> Answer:
     """Record the request under the lease, then wait for approval or queue it."""
     action = engine.kind
@@ -384,6 +402,7 @@ def _start(
         requested_by=who,
         approved_by=approved_by,
         deployment=engine,
+        origin=origin,
     )
     lease = Lease(connection, spec.app, environment.name)
     first_wait = environment.approval_timeout if waits else _budget(engine)

@@ -13,6 +13,7 @@ import redis
 from pydantic import BaseModel, Field
 
 from deploy.state import now
+from jobs import metrics
 
 LEASE_KEY = "greenlight:lease:{app}:{env}"
 STICKY_KEY = "greenlight:sticky:{app}:{env}"
@@ -51,18 +52,21 @@ class Lease:
         self.redis = connection
         self.key = LEASE_KEY.format(app=app, env=env)
         self.sticky_key = STICKY_KEY.format(app=app, env=env)
+        self.app, self.env = app, env
         self.where = f"{app}/{env}"
 
     def acquire(self, holder: Holder, ttl: float) -> None:
         """Take the lease for `ttl` seconds, or LeaseHeld saying who has it."""
         sticky = self.sticky()
         if sticky is not None:
+            metrics.lease_refused(self.app, self.env, "locked")
             raise LeaseHeld(f"{self.where} is locked by {sticky.who}: {sticky.reason}")
         value = holder.model_dump_json()
         if not self.redis.set(self.key, value, nx=True, px=int(ttl * 1000)):
             current = self.holder()
             if current is not None and current.token == holder.token:
                 return  # a retried job holds it already
+            metrics.lease_refused(self.app, self.env, "busy")
             who = f"{current.deployment} by {current.who}" if current else "someone"
             raise LeaseHeld(f"{self.where} is being deployed: {who}")
 

@@ -4,6 +4,7 @@ by pointing more `greenlight worker` processes at the same Redis."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import socket
@@ -67,7 +68,13 @@ def job_id(deployment_id: str, phase: str) -> str:
 
 
 def run_worker(url: str | None = None, burst: bool = False) -> bool:
-    """RQ's worker, with the sweeper that notices stalled deployments beside it."""
+    """RQ's worker, with the sweeper that notices stalled deployments beside it, and
+    its /metrics when GREENLIGHT_METRICS_PORT is set (jobs.exporter). Raises
+    ExporterError when that port cannot be used."""
+    from jobs.exporter import serve_worker_metrics
+
+    # First: prometheus-client decides between memory and files when it is imported.
+    served = serve_worker_metrics()
     # Import the engine once, here: each job's work horse is a fork of this process and
     # inherits it, instead of paying the imports (a few hundred ms) for every phase.
     import jobs.work  # noqa: F401
@@ -84,6 +91,8 @@ def run_worker(url: str | None = None, burst: bool = False) -> bool:
 
     connection = connect(url)
     start_sweeper(url)
+    if served:
+        logging.getLogger("greenlight.worker").info("metrics at %s", served)
     name = worker_name()
     worker = Worker(
         [queue(connection)], connection=connection, serializer=JSONSerializer, name=name

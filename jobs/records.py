@@ -19,6 +19,7 @@ from deploy.deployment import Deployment
 from deploy.events import RequestChanged
 from deploy.pipeline import UNPLANNED
 from deploy.state import now
+from jobs import metrics
 from jobs.streams import append_event
 
 State = Literal[
@@ -95,6 +96,23 @@ class Transition(BaseModel):
     note: str = ""
 
 
+NOTES_KEPT = 20_000  # characters of a release's notes kept with its request
+
+
+class Origin(BaseModel):
+    """Where a request came from when it was not a person's command: a published
+    release or a successful CI run, as the webhook told it."""
+
+    kind: Literal["release", "ci"]
+    repository: str
+    ref: str  # the tag or commit GitHub's deployment is made for
+    title: str = ""  # the release's name, or the workflow's
+    url: str = ""  # the release's page, or the run's
+    author: str = ""
+    notes: str = Field("", max_length=NOTES_KEPT)
+    release_id: int | None = None
+
+
 class DeploymentRecord(BaseModel):
     id: str
     kind: Literal["deploy", "rollback"] = "deploy"
@@ -107,6 +125,7 @@ class DeploymentRecord(BaseModel):
     phase: str | None = None
     transitions: list[Transition] = Field(default_factory=list)
     deployment: Deployment | None = None  # the engine's record, once it is planned
+    origin: Origin | None = None
     created_at: datetime = Field(default_factory=now)
 
     @property
@@ -142,6 +161,15 @@ class RecordStore:
         """Store what the engine learned in a phase, without changing the state."""
         return self._update(deployment_id, lambda record: _with_engine(record, engine))
 
+    def set_origin(self, deployment_id: str, origin: Origin) -> DeploymentRecord:
+        """What the webhook says of the request's release now; the state is unchanged."""
+
+        def change(record: DeploymentRecord) -> DeploymentRecord:
+            record.origin = origin
+            return record
+
+        return self._update(deployment_id, change)
+
     def advance(
         self,
         deployment_id: str,
@@ -168,6 +196,7 @@ class RecordStore:
             return _with_engine(record, engine) if engine else record
 
         record = self._update(deployment_id, change)
+        metrics.request_ended(record.app, record.env, record.kind, to)
         if was != ["running"] or to != "running":  # a phase's start is the engine's event
             self._announce(record)
         return record

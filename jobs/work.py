@@ -14,14 +14,17 @@ import os
 from datetime import timedelta
 
 import redis
+from rq import get_current_job
 from rq.job import Job
 
 from deploy.context import Context
 from deploy.deployment import Deployment
-from deploy.errors import CANCELLED, PhaseFailed, Refused
+from deploy.errors import CANCELLED, LockHeld, PhaseFailed, Refused
+from deploy.logs import working_on
 from deploy.pipeline import CancelCheck, begin, finish, next_phase, phases_of, settle
 from deploy.spec import choose_app, load_specs
 from deploy.takeover import take_over
+from jobs import metrics
 from jobs.lease import Holder, Lease
 from jobs.queue import TIMEOUT_SLACK, connect, enqueue_phase, job_id, queue
 from jobs.records import DeploymentRecord, RecordStore, State
@@ -46,7 +49,8 @@ def run_phase_job(deployment_id: str) -> None:
     """RQ's entry point (a plain importable function taking an id)."""
     connection = connect()
     try:
-        asyncio.run(advance(connection, deployment_id))
+        with working_on(deployment_id):
+            asyncio.run(advance(connection, deployment_id))
     finally:
         connection.close()
 
@@ -58,6 +62,8 @@ async def advance(connection: redis.Redis, deployment_id: str) -> None:
         return  # a job for a deployment that ended (or never was): nothing to do
     if record.state in ("awaiting_approval", "awaiting_promotion"):
         return  # only an approval or a promote (which move the record on) continues it
+    job = get_current_job()
+    metrics.queue_waited(record.app, record.env, job.enqueued_at if job else None)
     ctx = engine_context(connection, record, cancel_flag(connection, deployment_id))
     holder = lease_holder(record)
     lease = Lease(connection, record.app, record.env)
@@ -70,6 +76,8 @@ async def advance(connection: redis.Redis, deployment_id: str) -> None:
         async with heartbeat(connection, deployment_id):
             ran = await next_phase(ctx, phases_of(ctx.deployment))
     except (Refused, PhaseFailed) as exc:
+        if isinstance(exc, Refused):
+            refused_in(ctx, upcoming[0], exc)
         await settle(ctx, exc)
         await conclude(store, lease, holder, ctx)
         return
@@ -179,10 +187,18 @@ def engine_context(
         spec,
         spec.environment(record.env),
         record.deployment,
-        RedisSink(connection),
+        RedisSink(connection, app=record.app, env=record.env),
         registry_password=os.environ.get("GREENLIGHT_REGISTRY_PASSWORD") or None,
         cancel_requested=cancel,
     )
+
+
+def refused_in(ctx: Context, phase: str, exc: Refused) -> None:
+    """A refusal emits no event: its phase's time and a held host lock counted here."""
+    app, env = ctx.spec.app, ctx.env.name
+    metrics.phase_refused(app, env, phase, ctx.deployment.phases.get(phase))
+    if isinstance(exc, LockHeld):
+        metrics.host_lock_refused(app, env)
 
 
 def remaining(ctx: Context) -> list[str]:
@@ -215,7 +231,8 @@ def recovery_job(deployment_id: str, why: str) -> None:
     """RQ's entry point for a deployment whose worker died (handed over by a sweeper)."""
     connection = connect()
     try:
-        asyncio.run(recover_deployment(connection, deployment_id, why))
+        with working_on(deployment_id):
+            asyncio.run(recover_deployment(connection, deployment_id, why))
     finally:
         connection.close()
 

@@ -20,10 +20,14 @@ TAGS: dict[str, str] = {
     "v1.0.3": "delayed500",
     "v1.0.4": "migrate_fail",
     "v1.0.5": "slow",
+    # A CI build of commit 4f1e2d3…, as a workflow_run started at 2026-12-01T09:58:07Z
+    # deploys it: the image tag names the commit, the version is Greenlight's for it.
+    "sha-4f1e2d3": "none",
 }
+CI_BUILDS = {"sha-4f1e2d3": "v0.0.0-ci.20261201095807.4f1e2d3"}
 
-# The second image of a release (the seed's frontend), built for the good tags only.
-FRONTEND_TAGS = [tag for tag, fault in TAGS.items() if fault == "none"]
+# The second image of a release (the seed's frontend), built for the good releases only.
+FRONTEND_TAGS = [tag for tag, fault in TAGS.items() if fault == "none" and tag not in CI_BUILDS]
 
 MIRROR = "http://deb.debian.org/debian"
 SLIM = (
@@ -47,8 +51,9 @@ MANIFEST_TYPES = ", ".join(
 
 
 def app_version(tag: str) -> str:
-    """What X-App-Version says for an image tag: the tag itself (v1.0.1)."""
-    return tag
+    """What X-App-Version says for an image tag: the tag itself (v1.0.1), or the version
+    Greenlight gives a CI build."""
+    return CI_BUILDS.get(tag, tag)
 
 
 def base_tarball() -> Path:
@@ -177,7 +182,10 @@ def record_file() -> Path:
 def build(ref: str, tag: str, env: dict[str, str], **args: str) -> None:
     """One sample image: the app at `tag`'s version, with build args that set its fault
     or its role (each also a label, so images that differ only there differ in digest)."""
-    words = [f"--build-arg=BASE_IMAGE={paths.BASE_IMAGE}", f"--build-arg=APP_VERSION={tag}"]
+    words = [
+        f"--build-arg=BASE_IMAGE={paths.BASE_IMAGE}",
+        f"--build-arg=APP_VERSION={app_version(tag)}",
+    ]
     for name, value in args.items():
         words += [f"--build-arg={name}={value}", f"--label=org.greenlight.testbed.{name}={value}"]
     run(

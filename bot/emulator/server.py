@@ -117,7 +117,8 @@ async def start_emulator(
     """Serve the emulator on 127.0.0.1:`port` (0 picks a free port)."""
     telegram = Telegram(BotIdentity(token, username, "Greenlight"))
     telegram.pacer.enabled = pacing
-    runner = web.AppRunner(build_app(telegram), access_log=None)
+    # A long poll in flight would hold a graceful stop for its whole timeout (10 s).
+    runner = web.AppRunner(build_app(telegram), access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()

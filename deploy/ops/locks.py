@@ -8,7 +8,7 @@ import socket
 
 from deploy.commands import state as state_commands
 from deploy.context import Context
-from deploy.errors import HostError, Refused, command_failed
+from deploy.errors import HostError, LockHeld, Refused, command_failed
 from deploy.events import Kind
 from deploy.ops.traffic import reconcile
 from deploy.spec import HostSpec
@@ -67,7 +67,7 @@ async def lock_all(ctx: Context) -> dict[str, HostState]:
         raise Refused(str(exc)) from None
     if held:
         await release_all(ctx)
-        raise Refused("; ".join(held))
+        raise LockHeld("; ".join(held))
     for name, state in states.items():
         for problem in state.problems:
             await ctx.emit(Kind.warning, problem, phase=PHASE, host=name)

@@ -11,20 +11,32 @@ from deploy.errors import Refused
 from deploy.events import Kind
 from deploy.registry import RegistryError, resolve_digest
 from deploy.spec import Spec, SpecError
-from deploy.versions import InvalidVersion, deployment_id, parse_version
+from deploy.versions import InvalidVersion, check_tag, deployment_id, parse_version
 
 
 def new_deployment(
-    spec: Spec, env_name: str | None, version_text: str, who: str, at: datetime | None = None
+    spec: Spec,
+    env_name: str | None,
+    version_text: str,
+    who: str,
+    at: datetime | None = None,
+    tag: str | None = None,
 ) -> Deployment:
-    """Validate everything that needs no network; Refused says what is wrong."""
+    """Validate everything that needs no network; Refused says what is wrong. `tag`
+    is the image tag when it is not the version's (a CI build's `sha-1a2b3c4`)."""
     try:
         env = spec.environment(env_name)
         version = parse_version(version_text)
+        if tag is not None:
+            check_tag(tag)
     except (InvalidVersion, SpecError) as exc:
         raise Refused(str(exc)) from None
     return Deployment(
-        id=deployment_id(env.name, version, at), env=env.name, version=version.tag, who=who
+        id=deployment_id(env.name, version, at),
+        env=env.name,
+        version=version.tag,
+        tag=tag or "",
+        who=who,
     )
 
 
@@ -37,7 +49,7 @@ async def prepare(ctx: Context) -> None:
         try:
             digests = await asyncio.gather(
                 *(
-                    resolve_digest(ctx.spec, record.version, ctx.registry_password, image)
+                    resolve_digest(ctx.spec, image_tag(record), ctx.registry_password, image)
                     for image in named.values()
                 )
             )
@@ -56,7 +68,11 @@ async def prepare(ctx: Context) -> None:
         image, digest = ref.rsplit("@", 1)
         await ctx.emit(
             Kind.step,
-            f"{image}:{record.version} is {digest}",
+            f"{image}:{image_tag(record)} is {digest}",
             phase="prepare",
             facts={"image": ref},
         )
+
+
+def image_tag(record: Deployment) -> str:
+    return record.tag or record.version

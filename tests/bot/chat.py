@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
+
 from tests.bot.conftest import Users
 
 Message = dict[str, Any]
@@ -93,3 +95,21 @@ class People:
         return next(
             m for m in await self.messages(chat_id) if m["message_id"] == card["message_id"]
         )
+
+
+async def until_healthy(
+    session: aiohttp.ClientSession, base: str, task: asyncio.Task[None]
+) -> None:
+    """Until the bot `serve` runs in `task` answers /health with 200; a start that
+    failed fails the test with its own reason."""
+
+    async def healthy() -> bool:
+        if task.done():
+            task.result()
+        try:
+            async with session.get(f"{base}/health") as response:
+                return response.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    await until(healthy, "the bot to be healthy")

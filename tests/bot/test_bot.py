@@ -260,6 +260,7 @@ async def test_a_command_in_another_group_gets_no_answer(people: People, r: redi
     await people.say_only(DANA, "/deploy v1.0.1 staging", ELSEWHERE)
     me = await people.say(DANA, "/whoami", ELSEWHERE)  # handled after the deploy
     assert me["text"].startswith("You are @dana")
+    assert me["text"].endswith(f"This chat's id: {ELSEWHERE['id']}.")  # for the settings
     assert len(await people.bot_messages(ELSEWHERE["id"])) == 1
     assert RecordStore(r).recent("shop", "staging") == []
     entry = read_audit(r)[-1]

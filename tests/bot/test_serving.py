@@ -26,7 +26,7 @@ from bot.settings import BotSettings, SettingsError, load_settings
 from bot.web import build_web_app
 from jobs.queue import queue
 from jobs.records import RecordStore
-from tests.bot.chat import People, until
+from tests.bot.chat import People, until, until_healthy
 from tests.bot.conftest import Users
 from tests.bot.running import DANA, OPS, settings_for
 from tests.redis_server import free_port
@@ -62,17 +62,7 @@ async def serving(settings: BotSettings, r: redis.Redis) -> AsyncIterator[str]:
     base = f"http://{settings.http_host}:{settings.http_port}"
     try:
         async with aiohttp.ClientSession() as session:
-
-            async def healthy() -> bool:
-                if task.done():
-                    task.result()  # a failed start fails the test with its reason
-                try:
-                    async with session.get(f"{base}/health") as response:
-                        return response.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await until(healthy, "the bot to be healthy")
+            await until_healthy(session, base, task)
         yield base
     finally:
         stopping.set()

@@ -314,3 +314,72 @@ def test_one_environment_naming_a_host_twice_is_refused() -> None:
     doc = minimal()
     doc["environments"]["production"]["hosts"].append({"name": "web2", "address": "10.0.0.5"})
     assert error_of(doc) == "shop/production lists 10.0.0.5:22 twice"
+
+
+# -- GitHub: which repository's releases and CI runs deploy where -----------------------
+
+
+def test_a_repository_maps_releases_and_ci_builds_to_environments() -> None:
+    spec = parse_spec(
+        minimal(
+            github={
+                "repository": "acme/shop",
+                "release": {"environment": "production"},
+                "ci": {"workflow": "build.yml", "environment": "production"},
+            }
+        )
+    )
+    assert spec.github is not None and spec.github.release is not None
+    assert spec.github.release.prereleases == "ignore"
+    assert spec.github.ci is not None
+    assert (spec.github.ci.branch, spec.github.ci.tag) == ("main", "sha-{sha7}")
+
+
+@pytest.mark.parametrize(
+    ("github", "expected"),
+    [
+        ({"repository": "acme"}, "github.repository: String should match pattern"),
+        ({"repository": "acme/shop;id"}, "github.repository: String should match pattern"),
+        (
+            {"repository": "acme/shop", "release": {"environment": "prod"}},
+            "github.release.environment: 'prod' is not one of the environments (production)",
+        ),
+        (
+            {"repository": "a/b", "release": {"environment": "production", "prereleases": "qa"}},
+            "github.release.prereleases: 'qa' is not one of the environments",
+        ),
+        (
+            {
+                "repository": "a/b",
+                "ci": {"workflow": "b.yml", "environment": "production", "tag": "latest"},
+            },
+            "must contain {sha} or {sha7}",
+        ),
+        (
+            {
+                "repository": "a/b",
+                "ci": {"workflow": "b", "environment": "production", "tag": "{ref}"},
+            },
+            "only the {sha} and {sha7} placeholders",
+        ),
+        (
+            {
+                "repository": "a/b",
+                "ci": {"workflow": "b", "environment": "production", "tag": "x/{sha}"},
+            },
+            "which is not a docker tag",
+        ),
+    ],
+)
+def test_a_github_section_that_cannot_work_names_the_key(
+    github: dict[str, Any], expected: str
+) -> None:
+    assert expected in error_of(minimal(github=github))
+
+
+def test_two_apps_naming_one_repository_are_refused(tmp_path: Path) -> None:
+    write_app(tmp_path, "shop", github={"repository": "acme/Shop"})
+    write_app(tmp_path, "ledger", **LEDGER_APART, github={"repository": "ACME/shop"})
+    with pytest.raises(SpecError) as err:
+        load_specs(tmp_path)
+    assert "named by both ledger and shop" in str(err.value)

@@ -5,7 +5,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from deploy.versions import InvalidVersion, Version, deployment_id, parse_version
+from deploy.versions import (
+    InvalidVersion,
+    Version,
+    check_tag,
+    ci_version,
+    deployment_id,
+    parse_version,
+)
 
 HOSTILE = [
     "v1.0.1;rm -rf /",
@@ -125,3 +132,31 @@ def test_a_release_is_newer_than_its_release_candidates() -> None:
 def test_deployment_id_names_env_version_and_utc_time() -> None:
     at = datetime(2024, 12, 27, 18, 30, 50, tzinfo=UTC)
     assert deployment_id("prod", parse_version("1.0.1"), at) == "prod-v1.0.1-20241227_183050"
+
+
+def test_a_ci_build_version_is_semver_that_sorts_by_build_time() -> None:
+    sha = "4f1e2d3c5b6a798877665544332211ffeeddccbb"
+    earlier = ci_version(sha, datetime(2026, 12, 1, 9, 58, 7, tzinfo=UTC))
+    later = ci_version("0" * 40, datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC))
+    assert str(earlier) == "v0.0.0-ci.20261201095807.4f1e2d3"
+    assert earlier < later < parse_version("v0.0.1") and earlier.prerelease.startswith("ci.")
+    # Seven decimal digits with a leading zero would not be semver: git describe's g.
+    assert str(later) == "v0.0.0-ci.20261201100000.g0000000"
+    assert parse_version(str(earlier)) == earlier
+
+
+@pytest.mark.parametrize("sha", ["", "$(id)", "4f1e2d3;rm", "XYZ1234", "4f1e2d3\n"])
+def test_a_ci_build_of_no_commit_is_refused(sha: str) -> None:
+    with pytest.raises(InvalidVersion):
+        ci_version(sha, datetime(2026, 12, 1, tzinfo=UTC))
+
+
+@pytest.mark.parametrize("tag", ["sha-4f1e2d3", "v1.0.1", "main_2026.12.01"])
+def test_docker_tags_are_accepted(tag: str) -> None:
+    assert check_tag(tag) == tag
+
+
+@pytest.mark.parametrize("tag", ["", "-x", ".x", "a/b", "a b", "a;id", "x" * 129, "ü"])
+def test_what_is_not_a_docker_tag_is_refused(tag: str) -> None:
+    with pytest.raises(InvalidVersion):
+        check_tag(tag)
