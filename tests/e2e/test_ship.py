@@ -258,7 +258,17 @@ async def stack_on_the_bed(bed: Bed, emulator: Emulator, tmp_path: Path) -> Asyn
 
 async def deployment(stack: Stack, chat: Chat, version: str) -> tuple[str, dict[str, Any]]:
     """Dana asks for `version`, Bob approves: the request's id and its card."""
-    card = await chat.say(DANA, f"/deploy {version}")
+    before = len(await chat.messages(OPS))
+    await chat.control("message", user=DANA, chat=OPS, text=f"/deploy {version}")
+
+    async def card_posted() -> dict[str, Any] | None:
+        # The card, not whatever else the bot says meanwhile (the last window's chart).
+        later = (await chat.messages(OPS))[before:]
+        labels = [[b["text"] for row in m["buttons"] for b in row] for m in later]
+        cards = [m for m, on in zip(later, labels, strict=True) if any("Approve" in t for t in on)]
+        return cards[0] if cards else None
+
+    card = await until(card_posted, f"the card for {version}", 30)
     await chat.press(BOB, card, "Approve")
 
     async def requested() -> DeploymentRecord | None:
