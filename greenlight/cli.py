@@ -86,6 +86,12 @@ def parser() -> argparse.ArgumentParser:
     )
     worker = sub.add_parser("worker", help="run phase jobs from Redis (REDIS_URL)")
     worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+    probe = sub.add_parser(
+        "healthcheck", help="exit 0 when this container's bot or worker is healthy (HEALTHCHECK)"
+    )
+    probe.add_argument(
+        "role", nargs="?", choices=("bot", "worker"), help="default: the container's main process"
+    )
     breaker = sub.add_parser(
         "break-lock", parents=[common], help="break a stale host lock (status shows it)"
     )
@@ -105,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         from bot.app import main as run_bot
 
         return run_bot()
+    if args.command == "healthcheck":
+        from greenlight.healthcheck import check
+
+        return check(args.role)
     if args.command == "worker":
         from jobs.exporter import ExporterError
         from jobs.queue import run_worker

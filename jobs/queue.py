@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import socket
+from pathlib import Path
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -25,6 +27,9 @@ TIMEOUT_SLACK = 60
 # A Redis restart (a second or two with AOF) must not fail a deployment half-way: every
 # command is retried on a lost connection, backing off up to 1 s, for about 30 s.
 REDIS_RETRIES = 35
+# Where `greenlight worker` writes its RQ name when set (the image sets it), so the
+# container's health check asks Redis about this worker and no other.
+WORKER_NAME_FILE = "GREENLIGHT_WORKER_NAME_FILE"
 
 
 def connect(url: str | None = None, timeout: float | None = None) -> redis.Redis:
@@ -88,10 +93,23 @@ def run_worker(url: str | None = None, burst: bool = False) -> bool:
     start_sweeper(url)
     if served:
         logging.getLogger("greenlight.worker").info("metrics at %s", served)
+    name = worker_name()
     worker = Worker(
-        [queue(connection)],
-        connection=connection,
-        serializer=JSONSerializer,
-        name=f"greenlight@{socket.gethostname()}:{os.getpid()}",  # as `rq info` shows it
+        [queue(connection)], connection=connection, serializer=JSONSerializer, name=name
     )
+    where = os.environ.get(WORKER_NAME_FILE)
+    if where:  # for `greenlight healthcheck worker` in this container
+        Path(where).write_text(name)
+    # SIGTERM (`docker compose stop`) is RQ's warm shutdown: the phase job running goes
+    # on to its end, queues the next phase for another worker, and this one takes no
+    # other job. A second signal, or the container's grace period running out, kills the
+    # work horse; its heartbeat lapses and a sweeper hands the deployment to recovery.
     return bool(worker.work(burst=burst, with_scheduler=True))
+
+
+def worker_name() -> str:
+    """`greenlight@host:pid-xxxx`, as `rq info` shows it. The random tail keeps replicas
+    apart where the name alone would not: containers on the host's network share its
+    hostname, and each has its own pid 1, 2, 3..., so two of them may share a pid too
+    (RQ refuses a second live worker of the same name)."""
+    return f"greenlight@{socket.gethostname()}:{os.getpid()}-{secrets.token_hex(2)}"

@@ -18,6 +18,7 @@ import redis
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
+from deploy.pipeline import phases_of
 from jobs.lease import LEASE_KEY, Holder
 from jobs.queue import connect, job_id, queue
 from jobs.records import DeploymentRecord, RecordStore
@@ -27,6 +28,7 @@ RECOVERING_KEY = "greenlight:recovering:{id}"
 BEAT_EVERY = 3.0
 BEAT_TTL = 15.0
 SWEEP_EVERY = 5.0
+WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
 
 
 @contextlib.asynccontextmanager
@@ -63,15 +65,32 @@ def stalled(connection: redis.Redis) -> list[tuple[DeploymentRecord, str]]:
             continue
         if connection.exists(HEARTBEAT_KEY.format(id=record.id)):
             continue
-        try:
-            job = Job.fetch(job_id(record.id, record.phase), connection=connection)
-            status = job.get_status(refresh=True)
-        except Exception:  # the job is gone altogether
-            status = None
-        if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+        if any(job_status(connection, record.id, phase) in WAITING for phase in carriers(record)):
             continue  # waiting for a free worker is not a stall
         found.append((record, f"the worker running its {record.phase} job stopped beating"))
     return found
+
+
+def carriers(record: DeploymentRecord) -> list[str]:
+    """The phases whose job may carry a running deployment on: the one its record names,
+    and the next one. A phase job queues its successor as it ends, and the record names
+    the successor only once that job starts; meanwhile the heartbeat lapses, and the wait
+    can be long (every worker busy, or the only one in a warm shutdown and restarting)."""
+    assert record.phase is not None
+    phases = [record.phase]
+    if record.deployment is not None:
+        done = record.deployment.completed
+        upcoming = [name for name, _ in phases_of(record.deployment) if name not in done]
+        phases += [name for name in upcoming[:1] if name != record.phase]
+    return phases
+
+
+def job_status(connection: redis.Redis, deployment_id: str, phase: str) -> JobStatus | None:
+    try:
+        job = Job.fetch(job_id(deployment_id, phase), connection=connection)
+        return job.get_status(refresh=True)
+    except Exception:  # the job is gone altogether
+        return None
 
 
 def sweep(connection: redis.Redis) -> list[str]:

@@ -53,6 +53,22 @@ def test_a_job_waiting_for_a_free_worker_is_not_stalled(r: redis.Redis) -> None:
     assert sweeper.stalled(r) == []
 
 
+def test_a_deployment_between_two_phases_is_not_stalled(r: redis.Redis) -> None:
+    """Stage ended and queued verify, but no worker is free to take it (every worker
+    busy, or the only one restarting after a warm shutdown): stage's heartbeat lapses,
+    the record still names stage, and the deployment is only waiting."""
+    running(r, JobStatus.FINISHED)
+    record = RecordStore(r).load(ID)
+    assert record is not None and record.deployment is not None
+    record.deployment.completed = ["prepare", "preflight", "backup", "stage"]
+    RecordStore(r).save_engine(ID, record.deployment)
+    enqueue_phase(r, ID, "verify", 60)
+    assert sweeper.stalled(r) == []
+    # Its worker died before it could queue verify: that one is stalled.
+    Job.fetch(job_id(ID, "verify"), connection=r).delete()
+    assert [rec.id for rec, _ in sweeper.stalled(r)] == [ID]
+
+
 def test_a_slow_deployment_that_keeps_beating_is_never_stalled(
     r: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
