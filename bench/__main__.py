@@ -14,6 +14,7 @@ from bench import (
     recovery,
     rollback_time,
     scale,
+    ship,
     switch,
     volume,
     webhooks,
@@ -33,6 +34,7 @@ BENCHES = {
     "four": four_at_once.run,
     "bot": bot.run,
     "webhooks": webhooks.run,
+    "ship": ship.run,
 }
 
 

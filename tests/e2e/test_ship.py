@@ -31,6 +31,7 @@ from testbed import paths
 from testbed.rehearsal import BOB, CHANNEL, DANA, LOG, OPS, PEOPLE, Chat, free_port, until
 from tests.e2e.conftest import ROOT, Bed, assert_served
 from tests.e2e.test_workers import assert_nothing_left
+from tests.metrics_text import value
 
 pytestmark = pytest.mark.e2e
 
@@ -76,8 +77,7 @@ def build(*args: str) -> None:
     )
 
 
-@pytest.fixture(scope="session")
-def image() -> Iterator[Built]:
+def build_images() -> Built:
     """The Greenlight image (and the dashboard's, and the bed's Redis), built from the
     checkout as it is: its `.testbed/` (with the SSH client key) and a planted `.env`
     are in the build context's directory, and .dockerignore must keep them out."""
@@ -104,7 +104,12 @@ def image() -> Iterator[Built]:
         env=os.environ | {"DOCKER_HOST": BUILDER},
     )
     size = int(docker("image", "inspect", IMAGE, "--format", "{{.Size}}").stdout)
-    yield Built(seconds, size)
+    return Built(seconds, size)
+
+
+@pytest.fixture(scope="session")
+def image() -> Iterator[Built]:
+    yield build_images()
 
 
 def run_in(image: str, script: str, user: str = "") -> subprocess.CompletedProcess[str]:
@@ -382,6 +387,17 @@ async def test_the_stack_deploys_from_the_chat_and_a_worker_restart_ends_known_g
             ) as reply:
                 assert reply.status == 200
                 assert "greenlight" in [q["name"] for q in (await reply.json())["queues"]]
+
+            # The bot's /metrics, scraped as Prometheus would: its Telegram calls and
+            # the event stream it followed.
+            bot_metrics = f"http://127.0.0.1:{stack.env['GREENLIGHT_HTTP_PORT']}/metrics"
+            async with session.get(bot_metrics) as reply:
+                assert reply.status == 200
+                scraped = await reply.text()
+            assert (
+                value(scraped, "greenlight_telegram_requests_total", method="editMessageText") > 0
+            )
+            assert value(scraped, "greenlight_bot_event_lag_seconds_count") > 0
 
             async def healthy() -> bool:
                 states = [c.get("Health") for c in stack.containers()]
