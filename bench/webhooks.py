@@ -25,15 +25,13 @@ import redis
 from aiohttp import web
 
 from bench.common import Figure, Report
-from bot.app import build_bot, serve
 from bot.emulator import running_emulator
 from bot.github.intake import DELIVERIES_KEY, GitHubIntake
-from bot.notify import Notifier
-from bot.progress import Progress
 from bot.settings import BotSettings
 from deploy.spec import Spec, parse_spec
 from jobs import api
 from testbed import paths
+from tests.bot.running import serving
 from tests.github_payloads import headers, release
 from tests.redis_server import free_port
 
@@ -77,14 +75,9 @@ async def card_latencies(connection: redis.Redis, specs: dict[str, Spec]) -> lis
             GREENLIGHT_GITHUB_SECRET=SECRET,
             REDIS_URL=REDIS_URL,
         )
-        bot = build_bot(settings)
-        progress = Progress(bot, connection, OPS["id"], Notifier(bot, settings))
-        stopping = asyncio.Event()
-        task = asyncio.create_task(serve(settings, specs, bot, connection, stopping, progress))
-        url = f"http://127.0.0.1:{port}/webhooks/github"
         latencies = []
-        try:
-            await _healthy(session, f"http://127.0.0.1:{port}/health", task)
+        async with serving(settings, specs, connection) as base:
+            url = f"{base}/webhooks/github"
             for n in range(CARDS):
                 tag = f"v2.{n}.0"
                 body = json.dumps(release(REPO, tag, release_id=1000 + n)).encode()
@@ -97,25 +90,7 @@ async def card_latencies(connection: redis.Redis, specs: dict[str, Spec]) -> lis
                     api.cancel, connection, specs, app="shop", env="production", who="bench"
                 )
                 assert answer.accepted, answer
-        finally:
-            stopping.set()
-            await task
-            await bot.session.close()
     return latencies
-
-
-async def _healthy(session: aiohttp.ClientSession, url: str, task: asyncio.Task[None]) -> None:
-    for _ in range(500):
-        if task.done():
-            task.result()
-        try:
-            async with session.get(url) as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.02)
-    raise RuntimeError("the bot did not become healthy")
 
 
 async def _card(session: aiohttp.ClientSession, control: str, tag: str) -> dict[str, Any]:

@@ -138,10 +138,8 @@ class Notifier:
         """The release's notes: its own (a release started it), or GitHub's."""
         if self.notes is not None:
             found = await self.notes.for_finished(self.specs, record)
-        elif record.origin is not None and record.origin.notes:
-            found = render.Notes(text=record.origin.notes, url=record.origin.url)
         else:
-            found = None
+            found = render.origin_notes(record.origin)
         return self.scrub.model(found) if found is not None else None
 
     async def _report_failure(self, record: DeploymentRecord, event: DeployFinished) -> None:

@@ -28,6 +28,13 @@ class Notes(BaseModel):
     url: str = ""
 
 
+def origin_notes(found: Origin | None) -> Notes | None:
+    """The notes a release brought with it (its body), where a release asked."""
+    if found is None or not found.notes:
+        return None
+    return Notes(text=found.notes, url=found.url)
+
+
 COMMANDS: dict[str, tuple[str, str]] = {
     "deploy": ("deploy a version", "/deploy v1.0.1 · /deploy shop v1.0.1 staging"),
     "rollback": ("go back to the last good release, or to VERSION", "/rollback · /rollback v1.0.0"),

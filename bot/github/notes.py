@@ -15,7 +15,7 @@ import logging
 import redis
 
 from bot.github.client import GitHubClient, GitHubError
-from bot.render import Notes
+from bot.render import Notes, origin_notes
 from deploy.spec import Spec
 from jobs import api
 from jobs.records import DeploymentRecord
@@ -34,8 +34,8 @@ class ReleaseNotes:
         self, connection: redis.Redis, specs: dict[str, Spec], record: DeploymentRecord
     ) -> Notes | None:
         """Notes for a request's card: what changes from the release live now."""
-        if record.origin is not None and record.origin.notes:
-            return Notes(text=record.origin.notes, url=record.origin.url)
+        if (own := origin_notes(record.origin)) is not None:
+            return own
         try:
             known = await asyncio.to_thread(
                 api.summary, connection, specs, app=record.app, env=record.env
@@ -48,8 +48,8 @@ class ReleaseNotes:
 
     async def for_finished(self, specs: dict[str, Spec], record: DeploymentRecord) -> Notes | None:
         """Notes for the announcement of a release that went live."""
-        if record.origin is not None and record.origin.notes:
-            return Notes(text=record.origin.notes, url=record.origin.url)
+        if (own := origin_notes(record.origin)) is not None:
+            return own
         previous = record.deployment.previous_version if record.deployment else None
         return await self.for_version(specs.get(record.app), record.version, previous)
 

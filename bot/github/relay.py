@@ -110,7 +110,7 @@ class Relay(StreamConsumer):
         if view is not None and view.message_id is not None:
             return  # the card went out before a restart
         requester = escape(work.who)
-        notes = render.Notes(text=work.origin.notes, url=work.origin.url)
+        notes = render.origin_notes(work.origin)
         sent, handle = await send_request_card(
             self.bot, self.ops_chat, self.redis, record, requester, notes
         )
@@ -149,7 +149,7 @@ class Relay(StreamConsumer):
         record = await asyncio.to_thread(RecordStore(self.redis).load, card.deployment)
         if record is None:
             return
-        notes = render.Notes(text=work.origin.notes, url=work.origin.url)
+        notes = render.origin_notes(work.origin)
         try:
             await self.bot.edit_message_text(
                 render.request_card(record, card.requester, notes=notes),

@@ -9,14 +9,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import redis
 from aiogram import Bot
 
-from bot.app import build_bot, build_dispatcher
+from bot.app import build_bot, build_dispatcher, serve
 from bot.emulator import Emulator
+from bot.notify import Notifier
+from bot.progress import Progress
 from bot.settings import BotSettings
 from deploy.spec import Spec
-from tests.bot.chat import until
+from tests.bot.chat import until, until_healthy
 from tests.bot.conftest import Users
 
 OPS = {"id": -100500, "type": "supergroup", "title": "ops"}
@@ -64,3 +67,25 @@ async def running_bot(
         await dispatcher.stop_polling()
         await polling
         await client.session.close()
+
+
+@asynccontextmanager
+async def serving(
+    settings: BotSettings, specs: dict[str, Spec], connection: redis.Redis
+) -> AsyncIterator[str]:
+    """`serve` as `greenlight bot` runs it (its HTTP server, the progress consumer with
+    the notifications, GitHub's consumers as the settings ask) until the block ends;
+    yields the HTTP server's base URL once /health answers 200."""
+    bot = build_bot(settings)
+    progress = Progress(bot, connection, settings.ops_chat, Notifier(bot, settings, specs=specs))
+    stopping = asyncio.Event()
+    task = asyncio.create_task(serve(settings, specs, bot, connection, stopping, progress))
+    base = f"http://{settings.http_host}:{settings.http_port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            await until_healthy(session, base, task)
+        yield base
+    finally:
+        stopping.set()
+        await task
+        await bot.session.close()

@@ -21,7 +21,7 @@ from jobs.work import lease_holder
 from tests.bot.chat import People, until
 from tests.bot.conftest import Users
 from tests.bot.running import DANA, OPS
-from tests.bot.test_github_webhook import SPECS, Hook, card_of, serving
+from tests.bot.test_github_webhook import SPECS, Hook, card_of, hooked
 from tests.github_standin import GitHubStandIn
 
 REPO = "acme/shop"
@@ -59,7 +59,7 @@ async def reported(github: GitHubStandIn, record: DeploymentRecord, *states: str
 async def test_each_run_is_a_github_deployment_in_progress_then_success_and_replaces_the_last(
     emulator: Emulator, users: Users, r: redis.Redis
 ) -> None:
-    async with serving(
+    async with hooked(
         emulator, users, r, GREENLIGHT_LOG_URL="https://ci.example/d/{deployment}"
     ) as hook:
         first = requested(r, "v1.0.1")
@@ -93,7 +93,7 @@ async def test_each_run_is_a_github_deployment_in_progress_then_success_and_repl
 async def test_github_down_never_holds_a_deployment_and_is_noted_once(
     emulator: Emulator, users: Users, r: redis.Redis
 ) -> None:
-    async with serving(emulator, users, r) as hook:
+    async with hooked(emulator, users, r) as hook:
         await hook.github.down()
         record = requested(r, "v1.0.1")
         worked(r, record, "live")  # nothing waits for GitHub
@@ -127,7 +127,7 @@ async def card_for(hook: Hook, version: str) -> dict[str, Any]:
 async def test_a_chat_request_card_carries_the_release_notes_or_the_commits_since_live(
     emulator: Emulator, users: Users, r: redis.Redis
 ) -> None:
-    async with serving(emulator, users, r) as hook:
+    async with hooked(emulator, users, r) as hook:
         hook.github.add_release(REPO, "v1.0.1", name="v1.0.1", body="* <b>Bold</b> move (#7)")
         card = await card_for(hook, "v1.0.1")
         assert "* <b>Bold</b> move (#7)" in card["text"]  # escaped: shown as written
@@ -156,7 +156,7 @@ async def test_a_chat_request_card_carries_the_release_notes_or_the_commits_sinc
 async def test_a_card_goes_without_notes_when_github_cannot_say(
     emulator: Emulator, users: Users, r: redis.Redis
 ) -> None:
-    async with serving(emulator, users, r) as hook:
+    async with hooked(emulator, users, r) as hook:
         await hook.github.down()
         card = await card_for(hook, "v1.0.1")
         assert card["text"].endswith("awaits approval by someone else")

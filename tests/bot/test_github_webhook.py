@@ -17,19 +17,16 @@ import aiohttp
 import pytest
 import redis
 
-from bot.app import build_bot, serve
 from bot.emulator import Emulator
 from bot.github.intake import DELIVERIES_KEY
-from bot.notify import Notifier
-from bot.progress import Progress
 from deploy.spec import Spec, parse_spec
 from jobs.lease import Lease
 from jobs.queue import queue
 from jobs.records import RecordStore
 from jobs.streams import AuditEntry, read_audit
-from tests.bot.chat import Message, People, until, until_healthy
+from tests.bot.chat import Message, People, until
 from tests.bot.conftest import Users
-from tests.bot.running import BOB, OPS, settings_for
+from tests.bot.running import BOB, OPS, serving, settings_for
 from tests.github_payloads import deliver, release, workflow_run
 from tests.github_standin import GitHubStandIn, running_github
 from tests.redis_server import free_port
@@ -91,7 +88,7 @@ class Hook:
 
 
 @asynccontextmanager
-async def serving(
+async def hooked(
     emulator: Emulator, users: Users, r: redis.Redis, **more: Any
 ) -> AsyncIterator[Hook]:
     async with running_github(TOKEN) as github:
@@ -107,19 +104,8 @@ async def serving(
             **more,
         )
         await users.call("chat", **OPS)
-        bot = build_bot(settings)
-        stopping = asyncio.Event()
-        progress = Progress(bot, r, OPS["id"], Notifier(bot, settings, specs=SPECS))
-        task = asyncio.create_task(serve(settings, SPECS, bot, r, stopping, progress))
-        base = f"http://127.0.0.1:{port}"
-        try:
-            async with aiohttp.ClientSession() as session:
-                await until_healthy(session, base, task)
-                yield Hook(base, session, People(users), github)
-        finally:
-            stopping.set()
-            await task
-            await bot.session.close()
+        async with serving(settings, SPECS, r) as base, aiohttp.ClientSession() as session:
+            yield Hook(base, session, People(users), github)
 
 
 @pytest.fixture
@@ -127,7 +113,7 @@ async def hook(
     emulator: Emulator, users: Users, r: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> AsyncIterator[Hook]:
     caplog.set_level(logging.DEBUG)
-    async with serving(emulator, users, r) as running:
+    async with hooked(emulator, users, r) as running:
         yield running
         transcript = json.dumps(await running.people.messages(OPS["id"]))
     for secret in (SECRET, TOKEN, emulator.token):

@@ -10,8 +10,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +25,10 @@ from bot.settings import BotSettings, SettingsError, load_settings
 from bot.web import build_web_app
 from jobs.queue import queue
 from jobs.records import RecordStore
-from tests.bot.chat import People, until, until_healthy
+from tests.bot.chat import People, until
 from tests.bot.conftest import Users
 from tests.bot.running import DANA, OPS, settings_for
+from tests.bot.running import serving as serve_bot
 from tests.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,23 +51,11 @@ def private(user: dict[str, Any]) -> dict[str, Any]:
     return {"id": user["id"], "type": "private"}
 
 
-@asynccontextmanager
-async def serving(settings: BotSettings, r: redis.Redis) -> AsyncIterator[str]:
+def serving(settings: BotSettings, r: redis.Redis) -> AbstractAsyncContextManager[str]:
     """`serve` in this process until the block ends; yields the HTTP server's base URL."""
     from deploy.spec import parse_spec
 
-    bot = build_bot(settings)
-    stopping = asyncio.Event()
-    task = asyncio.create_task(serve(settings, {"shop": parse_spec(SPEC)}, bot, r, stopping))
-    base = f"http://{settings.http_host}:{settings.http_port}"
-    try:
-        async with aiohttp.ClientSession() as session:
-            await until_healthy(session, base, task)
-        yield base
-    finally:
-        stopping.set()
-        await task
-        await bot.session.close()
+    return serve_bot(settings, {"shop": parse_spec(SPEC)}, r)
 
 
 async def get_json(url: str) -> tuple[int, dict[str, Any]]:

@@ -6,25 +6,23 @@ the GitHub stand-in."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 import redis
 
-from bot.app import build_bot, serve
 from bot.emulator import running_emulator
-from bot.notify import Notifier
-from bot.progress import Progress
 from bot.settings import BotSettings
 from deploy.spec import load_specs
 from jobs.records import RecordStore
-from tests.bot.chat import Message, People, until_healthy
+from tests.bot.chat import Message, People
 from tests.bot.conftest import Users
+from tests.bot.running import serving
 from tests.e2e.conftest import FAST, Bed, assert_served
 from tests.e2e.test_bot_progress import within
 from tests.e2e.test_workers import REDIS_URL, fresh_redis, running_workers
@@ -71,7 +69,6 @@ async def stack(bed: Bed, fresh_redis: redis.Redis) -> AsyncIterator[tuple[Stack
     bootstrap = bed.greenlight("deploy", "v1.0.0", config=spec)
     assert bootstrap.code == 0, bootstrap.output
     specs = load_specs(spec)
-    port = free_port()
     async with (
         running_emulator() as emulator,
         running_github(TOKEN) as github,
@@ -81,33 +78,31 @@ async def stack(bed: Bed, fresh_redis: redis.Redis) -> AsyncIterator[tuple[Stack
         users = Users(emulator, session)
         for chat in (OPS, CHANNEL):
             await users.call("chat", **chat)
-        settings = BotSettings(
-            GREENLIGHT_BOT_TOKEN=emulator.token,
-            GREENLIGHT_TELEGRAM_API=emulator.url,
-            GREENLIGHT_OPS_CHAT=OPS["id"],
+        settings = bot_settings(
+            emulator.token,
+            emulator.url,
+            github.url,
             GREENLIGHT_CHANNEL=CHANNEL["id"],
             GREENLIGHT_PEOPLE={"1002": ["approver"]},
-            GREENLIGHT_HTTP_PORT=port,
-            GREENLIGHT_GITHUB_SECRET=SECRET,
-            GREENLIGHT_GITHUB_TOKEN=TOKEN,
-            GREENLIGHT_GITHUB_API=github.url,
-            REDIS_URL=REDIS_URL,
         )
-        bot = build_bot(settings)
-        notifier = Notifier(bot, settings, specs=specs)
-        progress = Progress(bot, fresh_redis, OPS["id"], notifier)
-        stopping = asyncio.Event()
-        task = asyncio.create_task(serve(settings, specs, bot, fresh_redis, stopping, progress))
-        base = f"http://127.0.0.1:{port}"
-
-        try:
-            await until_healthy(session, base, task)
+        async with serving(settings, specs, fresh_redis) as base:
             with running_workers(spec):
                 yield Stack(People(users), github, base, session), spec
-        finally:
-            stopping.set()
-            await task
-            await bot.session.close()
+
+
+def bot_settings(token: str, telegram: str, github: str, **more: Any) -> BotSettings:
+    """The bot on the emulator, the bed's Redis, a free HTTP port and the GitHub stand-in."""
+    return BotSettings(
+        GREENLIGHT_BOT_TOKEN=token,
+        GREENLIGHT_TELEGRAM_API=telegram,
+        GREENLIGHT_OPS_CHAT=OPS["id"],
+        GREENLIGHT_HTTP_PORT=free_port(),
+        GREENLIGHT_GITHUB_SECRET=SECRET,
+        GREENLIGHT_GITHUB_TOKEN=TOKEN,
+        GREENLIGHT_GITHUB_API=github,
+        REDIS_URL=REDIS_URL,
+        **more,
+    )
 
 
 async def approve(stack: Stack, tag: str) -> str:
@@ -174,34 +169,14 @@ async def test_a_successful_ci_run_deploys_its_commit_build_to_staging(
         github.add_repo(REPO)
         users = Users(emulator, session)
         await users.call("chat", **OPS)
-        port = free_port()
-        settings = BotSettings(
-            GREENLIGHT_BOT_TOKEN=emulator.token,
-            GREENLIGHT_TELEGRAM_API=emulator.url,
-            GREENLIGHT_OPS_CHAT=OPS["id"],
-            GREENLIGHT_HTTP_PORT=port,
-            GREENLIGHT_GITHUB_SECRET=SECRET,
-            GREENLIGHT_GITHUB_TOKEN=TOKEN,
-            GREENLIGHT_GITHUB_API=github.url,
-            REDIS_URL=REDIS_URL,
-        )
-        bot = build_bot(settings)
-        progress = Progress(bot, fresh_redis, OPS["id"], Notifier(bot, settings, specs=specs))
-        stopping = asyncio.Event()
-        task = asyncio.create_task(serve(settings, specs, bot, fresh_redis, stopping, progress))
-        base = f"http://127.0.0.1:{port}"
-        try:
-            await until_healthy(session, base, task)
+        settings = bot_settings(emulator.token, emulator.url, github.url)
+        async with serving(settings, specs, fresh_redis) as base:
             with running_workers(spec):
                 run = workflow_run(REPO, sha=SHA, started="2026-12-01T09:58:07Z")
                 status, answer = await deliver(session, base, "workflow_run", run, SECRET)
                 assert status == 202, answer
                 chat = Stack(People(users), github, base, session)
                 done = await chat.message(OPS["id"], "to sample/staging", "✅ is live")
-        finally:
-            stopping.set()
-            await task
-            await bot.session.close()
     assert "🏗 CI run Build of greenlight/sample at 4f1e2d3 by carla" in done["text"]
     version = "v0.0.0-ci.20261201095807.4f1e2d3"
     status = json.loads(bed.greenlight("status", "--json", "--env", "staging", config=spec).output)
