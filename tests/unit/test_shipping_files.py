@@ -150,3 +150,20 @@ def test_the_image_installs_the_runtime_dependencies_from_a_locked_set() -> None
     dockerfile = (ROOT / "Dockerfile").read_text()
     for lock in ("requirements.lock", "requirements-build.lock", "requirements-dashboard.lock"):
         assert f"--require-hashes --no-deps -r /src/{lock}" in dockerfile
+
+
+def test_each_worker_exports_metrics_on_the_project_network_but_not_on_the_beds_host_network(
+    tmp_path: Path,
+) -> None:
+    worker = compose_config(tmp_path, "compose.bot.yml")["services"]["worker"]
+    assert (worker["environment"]["GREENLIGHT_METRICS_HOST"], "ports" in worker) == (
+        "0.0.0.0",  # noqa: S104 (inside the container; no port is published)
+        False,
+    )
+    assert worker["environment"]["GREENLIGHT_METRICS_PORT"] == "9100"
+    moved = compose_config(tmp_path, "compose.bot.yml", GREENLIGHT_WORKER_METRICS_PORT="9300")
+    assert moved["services"]["worker"]["environment"]["GREENLIGHT_METRICS_PORT"] == "9300"
+    # Replicas on the host's network would fight over one port: no exporter by default.
+    files = ("compose.bot.yml", "compose.bot.testbed.yml")
+    bed = compose_config(tmp_path, *files)["services"]["worker"]["environment"]
+    assert (bed["GREENLIGHT_METRICS_HOST"], bed["GREENLIGHT_METRICS_PORT"]) == ("127.0.0.1", "")
